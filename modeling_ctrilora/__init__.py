@@ -1,0 +1,23 @@
+"""C-TriLoRA for Hugging Face Transformers: `CTriLoRAConfig`, `WhisperForTriLoRA` and their Auto registrations."""
+
+from transformers import AutoConfig, AutoModel, AutoModelForAudioClassification
+
+from .configuration_ctrilora import CTriLoRAConfig
+from .modeling_ctrilora import CTriLoRAOutput, FiLM, GradientReversal, TriLoRARouter, WhisperForTriLoRA
+from .presets import ABLATION_PRESETS, PresetSpec, resolve_preset
+
+AutoConfig.register(CTriLoRAConfig.model_type, CTriLoRAConfig, exist_ok=True)
+AutoModel.register(CTriLoRAConfig, WhisperForTriLoRA, exist_ok=True)
+AutoModelForAudioClassification.register(CTriLoRAConfig, WhisperForTriLoRA, exist_ok=True)
+
+__all__ = [
+    "ABLATION_PRESETS",
+    "CTriLoRAConfig",
+    "CTriLoRAOutput",
+    "FiLM",
+    "GradientReversal",
+    "PresetSpec",
+    "TriLoRARouter",
+    "WhisperForTriLoRA",
+    "resolve_preset",
+]

@@ -1,0 +1,165 @@
+"""C-TriLoRA's loss terms and schedules as pure functions of tensors.
+
+Each function takes batch tensors and returns a scalar tensor (differentiable where the inputs are); none holds
+state or reads a config, so each has a numeric test against its formula (`tests/test_losses.py`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+
+
+def grl_coefficient(progress: float, gamma: float = 10.0, max_coefficient: float = 1.0) -> float:
+    """DANN's gradient-reversal schedule λ(p) = max · (2 / (1 + exp(−γ p)) − 1).
+
+    Args:
+        progress: training progress p, clipped to [0, 1] (global step / max steps).
+        gamma: steepness γ (10 in Ganin et al. 2016).
+        max_coefficient: value approached at p = 1.
+
+    Example:
+        >>> round(grl_coefficient(0.5), 4)
+        0.9866
+    """
+    progress = min(max(float(progress), 0.0), 1.0)
+    return max_coefficient * (2.0 / (1.0 + math.exp(-gamma * progress)) - 1.0)
+
+
+def covariance(features: torch.Tensor) -> torch.Tensor:
+    """Unbiased covariance (d, d) of `features` (n, d), n ≥ 2 (rows are examples), as in Deep CORAL."""
+    centred = features - features.mean(dim=0, keepdim=True)
+    return centred.T @ centred / (features.shape[0] - 1)
+
+
+def coral_loss(source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Deep CORAL (Sun & Saenko 2016): ‖C_S − C_T‖²_F / (4 d²).
+
+    Args:
+        source: (n_s, d) source features. target: (n_t, d) target features; n_s, n_t ≥ 2.
+
+    Returns:
+        A scalar; 0 (still connected to the graph) when either side has fewer than two rows, since a covariance
+        needs two.
+    """
+    if source.dim() != 2 or target.dim() != 2 or source.shape[1] != target.shape[1]:
+        raise ValueError(f"coral_loss needs (n, d) inputs of equal d, got {tuple(source.shape)} and {tuple(target.shape)}")
+    if source.shape[0] < 2 or target.shape[0] < 2:
+        return (source.sum() + target.sum()) * 0.0
+    dim = source.shape[1]
+    difference = covariance(source.float()) - covariance(target.float())
+    return (difference**2).sum() / (4.0 * dim * dim)
+
+
+def counterfactual_pairs(transcript_ids: torch.Tensor, emotion_labels: torch.Tensor) -> torch.Tensor:
+    """Index pairs (P, 2), i < j, of rows with the same transcript (id ≥ 0) and different, known (≥ 0) emotions."""
+    same_text = (transcript_ids[:, None] == transcript_ids[None, :]) & (transcript_ids[:, None] >= 0)
+    known = (emotion_labels[:, None] >= 0) & (emotion_labels[None, :] >= 0)
+    different_emotion = emotion_labels[:, None] != emotion_labels[None, :]
+    upper = torch.ones_like(same_text).triu(diagonal=1)
+    return torch.nonzero(same_text & known & different_emotion & upper)
+
+
+def counterfactual_margin_loss(
+    z_emo: torch.Tensor,
+    z_lex: torch.Tensor | None,
+    transcript_ids: torch.Tensor,
+    emotion_labels: torch.Tensor,
+    margin: float = 0.5,
+) -> torch.Tensor:
+    """Counterfactual loss over same-transcript / different-emotion pairs, on L2-normalised factors:
+    mean over pairs of max(0, m − ‖ẑ_emo,i − ẑ_emo,j‖) + ‖ẑ_lex,i − ẑ_lex,j‖².
+
+    The emotion factor of two readings of one sentence in different emotions must be at least `m` apart, while
+    their lexical factor should coincide. Returns 0 (connected to the graph) when the batch has no such pair.
+
+    Args:
+        z_emo: (B, d) emotion factors. z_lex: (B, d) lexical factors, or `None` (the lexical pull is dropped).
+        transcript_ids: (B,) transcript-group ids, −1 = unknown. emotion_labels: (B,) class ids, −100/−1 = unknown.
+        margin: m.
+    """
+    pairs = counterfactual_pairs(transcript_ids, emotion_labels)
+    if pairs.numel() == 0:
+        return z_emo.sum() * 0.0
+    emo = F.normalize(z_emo, dim=-1)
+    hinge = F.relu(margin - (emo[pairs[:, 0]] - emo[pairs[:, 1]]).norm(dim=-1))
+    if z_lex is not None:
+        lex = F.normalize(z_lex, dim=-1)
+        hinge = hinge + ((lex[pairs[:, 0]] - lex[pairs[:, 1]]) ** 2).sum(dim=-1)
+    return hinge.mean()
+
+
+def orthogonality_loss(factors: Sequence[torch.Tensor], eps: float = 1e-6) -> torch.Tensor:
+    """Mean squared entry of the batch cross-correlation between each pair of factors, averaged over pairs.
+
+    Each factor (B, d) is centred over the batch and each of its columns scaled to unit norm, so an entry of
+    Â_iᵀ Â_j is the correlation of one dimension of factor i with one of factor j; 0 = decorrelated factors.
+    Returns 0 for batches of one row (no correlation is defined).
+    """
+    if len(factors) < 2:
+        raise ValueError(f"orthogonality_loss needs at least two factors, got {len(factors)}")
+    if factors[0].shape[0] < 2:
+        return sum(factor.sum() for factor in factors) * 0.0
+    normalised = []
+    for factor in factors:
+        centred = factor - factor.mean(dim=0, keepdim=True)
+        normalised.append(centred / (centred.norm(dim=0, keepdim=True) + eps))
+    terms = [
+        (normalised[i].T @ normalised[j]).pow(2).mean()
+        for i in range(len(normalised))
+        for j in range(i + 1, len(normalised))
+    ]
+    return torch.stack(terms).mean()
+
+
+def class_weights_from_labels(labels: Sequence[int], num_classes: int) -> list[float]:
+    """Inverse-frequency class weights with mean 1 over the classes that occur: w_c ∝ 1 / n_c.
+
+    A class absent from `labels` gets weight 0 (it contributes no example to the loss anyway).
+
+    Example:
+        >>> class_weights_from_labels([0, 0, 0, 1], 2)
+        [0.5, 1.5]
+    """
+    counts = [0] * num_classes
+    for label in labels:
+        if not 0 <= int(label) < num_classes:
+            raise ValueError(f"label {label} is outside [0, {num_classes})")
+        counts[int(label)] += 1
+    inverse = [1.0 / count if count else 0.0 for count in counts]
+    present = sum(1 for count in counts if count)
+    if present == 0:
+        raise ValueError("class_weights_from_labels got no labels")
+    scale = present / sum(inverse)
+    return [weight * scale for weight in inverse]
+
+
+def weighted_cross_entropy_per_example(
+    logits: torch.Tensor, labels: torch.Tensor, class_weights: torch.Tensor | None = None, ignore_index: int = -100
+) -> torch.Tensor:
+    """Per-example class-weighted CE, w_{y_i} · (−log p_i(y_i)), for rows whose label is not `ignore_index`.
+
+    Returns a (n_labelled,) tensor; its plain mean is the SER loss (weights already have mean 1 over classes, so
+    the mean re-balances classes instead of cancelling the weights as `F.cross_entropy(weight=…)`'s weighted mean
+    does within a batch).
+    """
+    keep = labels != ignore_index
+    losses = F.cross_entropy(logits[keep], labels[keep], reduction="none")
+    if class_weights is not None:
+        losses = losses * class_weights.to(losses.dtype)[labels[keep]]
+    return losses
+
+
+__all__ = [
+    "class_weights_from_labels",
+    "coral_loss",
+    "counterfactual_margin_loss",
+    "counterfactual_pairs",
+    "covariance",
+    "grl_coefficient",
+    "orthogonality_loss",
+    "weighted_cross_entropy_per_example",
+]

@@ -1,0 +1,582 @@
+"""C-TriLoRA: a Whisper encoder–decoder with LoRA, a Tri-LoRA router and emotion/speaker/ASR heads.
+
+Paper: Kynabay, Aldabergen, Kadyrov, "C-TriLoRA: Cross-Corpus Kazakh SER via Tri-Factor LoRA and CORAL".
+Design choices where the paper is vague are fixed in the project's DESIGN.md and repeated in the docstrings below.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+from peft import LoraConfig, inject_adapter_in_model
+from torch import nn
+from transformers import WhisperConfig, WhisperForConditionalGeneration
+from transformers import initialization as init
+from transformers.modeling_outputs import ModelOutput
+from transformers.models.whisper.modeling_whisper import WhisperModel, WhisperPreTrainedModel, shift_tokens_right
+
+from .configuration_ctrilora import CTriLoRAConfig
+from .losses import (
+    coral_loss,
+    counterfactual_margin_loss,
+    grl_coefficient,
+    orthogonality_loss,
+    weighted_cross_entropy_per_example,
+)
+from .presets import resolve_preset
+
+FACTOR_NAMES = ("lex", "emo", "spk")
+IGNORE_INDEX = -100
+
+
+@dataclass
+class CTriLoRAOutput(ModelOutput):
+    """
+    Output of [`WhisperForTriLoRA`]. Every field is optional and `None` where it does not apply (e.g. loss terms
+    when no labels were given, routing weights for the Shared-Head variant).
+
+    Args:
+        loss (`torch.FloatTensor` of shape `()`): weighted sum of the active loss terms below.
+        logits (`torch.FloatTensor` of shape `(batch, num_emotions)`): emotion logits (before temperature).
+        speaker_logits (`(batch, num_speakers)`): speaker head on z_spk.
+        adversary_logits (`(batch, num_speakers)`): speaker adversary on GRL(z_emo).
+        asr_logits (`(batch, target_len, vocab)`): decoder logits, when decoder inputs or `asr_labels` are given.
+        routing_weights (`(batch, 3)`): router gates g over (lex, emo, spk).
+        pooled (`(batch, d_model)`): masked mean of the encoder's last hidden state over real frames.
+        z_lex, z_emo, z_spk (`(batch, factor_dim)`): the three factors (Shared-Head: z_emo = z_spk, z_lex = None).
+        target_z_emo (`(target_batch, factor_dim)`): z_emo of the unlabeled target batch, when one was given.
+        asr_loss, ser_loss, speaker_loss, adversary_loss, counterfactual_loss, coral_loss, orthogonality_loss
+            (`()`): each unweighted term, computed when its inputs are present and its weight is non-zero.
+        ser_loss_per_example (`(n_labelled,)`): class-weighted CE of each emotion-labelled row.
+    """
+
+    loss: torch.FloatTensor | None = None
+    logits: torch.FloatTensor | None = None
+    speaker_logits: torch.FloatTensor | None = None
+    adversary_logits: torch.FloatTensor | None = None
+    asr_logits: torch.FloatTensor | None = None
+    routing_weights: torch.FloatTensor | None = None
+    pooled: torch.FloatTensor | None = None
+    z_lex: torch.FloatTensor | None = None
+    z_emo: torch.FloatTensor | None = None
+    z_spk: torch.FloatTensor | None = None
+    target_z_emo: torch.FloatTensor | None = None
+    asr_loss: torch.FloatTensor | None = None
+    ser_loss: torch.FloatTensor | None = None
+    speaker_loss: torch.FloatTensor | None = None
+    adversary_loss: torch.FloatTensor | None = None
+    counterfactual_loss: torch.FloatTensor | None = None
+    coral_loss: torch.FloatTensor | None = None
+    orthogonality_loss: torch.FloatTensor | None = None
+    ser_loss_per_example: torch.FloatTensor | None = None
+
+    @property
+    def emotion_logits(self) -> torch.FloatTensor | None:
+        """Alias of `logits` (the audio-classification contract names the class scores `logits`)."""
+        return self.logits
+
+
+class _ReverseGradient(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, inputs: torch.Tensor, coefficient: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(coefficient)
+        return inputs.view_as(inputs)
+
+    @staticmethod
+    def backward(ctx, grad_output: torch.Tensor):
+        (coefficient,) = ctx.saved_tensors
+        return -coefficient.to(grad_output.dtype) * grad_output, None
+
+
+class GradientReversal(nn.Module):
+    """Identity forward, gradient × (−λ) backward (Ganin & Lempitsky 2015), λ following DANN's schedule.
+
+    The step, progress and coefficient live in registered buffers, so they are saved with the model and a resumed
+    run continues the schedule where it stopped.
+    """
+
+    def __init__(self, config: CTriLoRAConfig):
+        super().__init__()
+        self.gamma = float(config.grl_gamma)
+        self.max_coefficient = float(config.grl_max_coefficient)
+        self.register_buffer("coefficient", torch.tensor(0.0))
+        self.register_buffer("progress", torch.tensor(0.0))
+        self.register_buffer("step", torch.tensor(0, dtype=torch.long))
+
+    def set_progress(self, step: int, max_steps: int) -> float:
+        """Move the schedule to `step` of `max_steps`; returns the new λ."""
+        progress = step / max(max_steps, 1)
+        coefficient = grl_coefficient(progress, self.gamma, self.max_coefficient)
+        self.step.fill_(int(step))
+        self.progress.fill_(min(max(progress, 0.0), 1.0))
+        self.coefficient.fill_(coefficient)
+        return coefficient
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return _ReverseGradient.apply(hidden_states, self.coefficient)
+
+
+class TriLoRARouter(nn.Module):
+    """Conditional Tri-LoRA routing of the pooled encoder state h̄ (size d) into three factors.
+
+    g = softmax(W_g h̄) ∈ R³ (input-conditioned gates) and, for k ∈ {lex, emo, spk}, an independent low-rank stream
+    z_k = g_k · B_k A_k h̄ with A_k: d → r_f, B_k: r_f → d_z.
+    """
+
+    def __init__(self, config: CTriLoRAConfig):
+        super().__init__()
+        self.gate = nn.Linear(config.d_model, len(FACTOR_NAMES))
+        self.down = nn.ModuleDict({name: nn.Linear(config.d_model, config.factor_rank, bias=False) for name in FACTOR_NAMES})
+        self.up = nn.ModuleDict({name: nn.Linear(config.factor_rank, config.factor_dim) for name in FACTOR_NAMES})
+
+    def forward(self, pooled: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """pooled (B, d) → ({"lex", "emo", "spk"}: (B, d_z), gates (B, 3))."""
+        gates = torch.softmax(self.gate(pooled), dim=-1)
+        factors = {
+            name: gates[:, index : index + 1] * self.up[name](self.down[name](pooled))
+            for index, name in enumerate(FACTOR_NAMES)
+        }
+        return factors, gates
+
+
+class FiLM(nn.Module):
+    """H' = H ⊙ (1 + γ(z)) + β(z), γ and β zero-initialised so training starts from the pretrained decoder."""
+
+    def __init__(self, config: CTriLoRAConfig):
+        super().__init__()
+        self.scale = nn.Linear(config.factor_dim, config.d_model)
+        self.shift = nn.Linear(config.factor_dim, config.d_model)
+
+    def forward(self, hidden_states: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
+        return hidden_states * (1 + self.scale(condition)[:, None, :]) + self.shift(condition)[:, None, :]
+
+
+class WhisperForTriLoRA(WhisperPreTrainedModel):
+    """
+    Whisper encoder–decoder with LoRA on the attention projections (`peft`), a Tri-LoRA router splitting the pooled
+    encoder state into lexical, emotional and speaker factors, emotion/speaker heads, a gradient-reversal speaker
+    adversary on z_emo and the ASR decoder cross-attending to FiLM(z_lex)-modulated encoder states.
+
+    Inputs are Whisper log-Mel features of any even length T ≤ 2·max_source_positions (3000 for real Whisper) with a
+    frame `attention_mask`; positions are sliced to T/2 and padded frames are masked in the encoder's self-attention,
+    in the decoder's cross-attention and in pooling, so a clip's outputs do not depend on what it is batched with.
+
+    Example:
+        >>> from modeling_ctrilora import WhisperForTriLoRA
+        >>> model = WhisperForTriLoRA.from_whisper("openai/whisper-base", num_emotions=6, num_speakers=24)  # doctest: +SKIP
+        >>> out = model(input_features, attention_mask=frame_mask, labels=emotion_ids)  # doctest: +SKIP
+        >>> out.loss, out.ser_loss, out.routing_weights.shape  # doctest: +SKIP
+    """
+
+    config_class = CTriLoRAConfig
+    base_model_prefix = "model"
+    main_input_name = "input_features"
+    _no_split_modules = ["WhisperEncoderLayer", "WhisperDecoderLayer"]
+    # peft's layers and our heads are plain modules the stock Whisper init does not know about.
+    _keys_to_ignore_on_load_unexpected = None
+
+    def __init__(self, config: CTriLoRAConfig):
+        super().__init__(config)
+        self.preset = resolve_preset(config.preset)
+        self.model = WhisperModel(config)
+        if self.preset.router:
+            self.router = TriLoRARouter(config)
+        else:
+            self.shared_projection = nn.Linear(config.d_model, config.factor_dim)
+        self.emotion_head = nn.Linear(config.factor_dim, config.num_labels)
+        self.speaker_head = nn.Linear(config.factor_dim, config.num_speakers)
+        if self.preset.gradient_reversal:
+            self.gradient_reversal = GradientReversal(config)
+            self.adversary_head = nn.Linear(config.factor_dim, config.num_speakers)
+        if self.preset.film:
+            self.film = FiLM(config)
+        self.post_init()
+        self._inject_lora()
+
+    # ----------------------------------------------------------------------------------------------------- set-up
+    def _inject_lora(self) -> None:
+        """LoRA on the backbone's attention projections; freezes every backbone weight that is not LoRA."""
+        lora_config = LoraConfig(
+            r=self.config.lora_r,
+            lora_alpha=self.config.lora_alpha,
+            lora_dropout=float(self.config.lora_dropout),
+            target_modules=list(self.config.lora_target_modules),
+            bias="none",
+        )
+        inject_adapter_in_model(lora_config, self.model)
+        self.freeze_backbone()
+
+    def freeze_backbone(self) -> None:
+        """Only LoRA weights train inside the Whisper backbone; router, heads and FiLM stay trainable."""
+        for name, parameter in self.model.named_parameters():
+            parameter.requires_grad_("lora_" in name)
+
+    @classmethod
+    def from_pretrained(cls, *args: Any, **kwargs: Any):
+        # Loading materialises fresh parameters with requires_grad=True; restore the frozen backbone.
+        loaded = super().from_pretrained(*args, **kwargs)
+        model = loaded[0] if isinstance(loaded, tuple) else loaded
+        model.freeze_backbone()
+        return loaded
+
+    def _init_weights(self, module: nn.Module) -> None:
+        super()._init_weights(module)
+        if isinstance(module, FiLM):
+            for layer in (module.scale, module.shift):
+                init.zeros_(layer.weight)
+                init.zeros_(layer.bias)
+
+    @classmethod
+    def from_whisper(
+        cls,
+        base_model: str | os.PathLike,
+        num_emotions: int | None = None,
+        num_speakers: int = 2,
+        id2label: dict[int, str] | None = None,
+        **overrides: Any,
+    ) -> "WhisperForTriLoRA":
+        """Build from any Whisper checkpoint (folder or Hub id), keeping its pretrained weights.
+
+        Args:
+            base_model: a Whisper checkpoint, e.g. `"openai/whisper-base"` or a local folder.
+            num_emotions: number of emotion classes (`LABEL_i` names) when `id2label` is not given.
+            num_speakers: size of the speaker head / adversary.
+            id2label: emotion names by id; wins over `num_emotions`.
+            **overrides: any `CTriLoRAConfig` field (e.g. `preset="shared_head"`, `lora_r=8`).
+
+        Returns:
+            The model with LoRA injected, the backbone frozen and router/heads trainable (randomly initialised).
+        """
+        whisper = WhisperForConditionalGeneration.from_pretrained(base_model)
+        if id2label is None and num_emotions is not None:
+            id2label = {index: f"LABEL_{index}" for index in range(num_emotions)}
+        label_fields = {"id2label": id2label, "label2id": {v: k for k, v in id2label.items()}} if id2label else {}
+        whisper_fields = {
+            key: value
+            for key, value in whisper.config.to_dict().items()
+            if key in WhisperConfig.__dataclass_fields__ and key not in ("id2label", "label2id")
+        }
+        config = CTriLoRAConfig(**{**whisper_fields, "num_speakers": num_speakers, **label_fields, **overrides})
+        model = cls(config)
+        model.config._name_or_path = str(base_model)
+        model._load_backbone_state(whisper.model.state_dict())
+        model.generation_config = whisper.generation_config
+        return model
+
+    def _load_backbone_state(self, whisper_state: dict[str, torch.Tensor]) -> None:
+        """Copy a `WhisperModel` state dict into the LoRA-wrapped backbone (`q_proj.weight` → `q_proj.base_layer.weight`)."""
+        own = self.model.state_dict()
+        remapped = {}
+        for key, tensor in whisper_state.items():
+            if key not in own:
+                module, _, leaf = key.rpartition(".")
+                key = f"{module}.base_layer.{leaf}"
+            remapped[key] = tensor
+        missing = sorted(key for key in own if key not in remapped and "lora_" not in key)
+        unexpected = sorted(key for key in remapped if key not in own)
+        if missing or unexpected:
+            raise ValueError(f"Whisper weights do not fit this backbone: missing {missing[:5]}, unexpected {unexpected[:5]}")
+        self.model.load_state_dict(remapped, strict=False)
+
+    def trainable_parameter_report(self) -> dict[str, float]:
+        """Trainable vs total parameters (the real fraction: 1.60 % for whisper-base, not the paper's 0.31 %)."""
+        trainable = sum(p.numel() for p in self.parameters() if p.requires_grad)
+        total = sum(p.numel() for p in self.parameters())
+        return {"trainable": trainable, "total": total, "fraction": trainable / total}
+
+    def print_trainable_parameters(self) -> None:
+        """peft-style one-line report of the trainable share."""
+        report = self.trainable_parameter_report()
+        print(
+            f"trainable params: {report['trainable']:,} || all params: {report['total']:,} || "
+            f"trainable%: {100 * report['fraction']:.4f}"
+        )
+
+    def get_input_embeddings(self) -> nn.Module:
+        return self.model.decoder.embed_tokens
+
+    # ------------------------------------------------------------------------------------------------- encoder
+    def _check_features(self, input_features: torch.Tensor, attention_mask: torch.Tensor | None, name: str) -> None:
+        if input_features.dim() != 3:
+            raise ValueError(f"{name} must be (batch, mel_bins, frames), got shape {tuple(input_features.shape)}")
+        batch, mel_bins, frames = input_features.shape
+        if mel_bins != self.config.num_mel_bins:
+            raise ValueError(
+                f"{name} has {mel_bins} mel bins; this model expects {self.config.num_mel_bins} "
+                "(config.num_mel_bins — use the checkpoint's WhisperFeatureExtractor)"
+            )
+        max_frames = 2 * self.config.max_source_positions
+        if self.config.input_padding == "pad_to_30s" and frames != max_frames:
+            raise ValueError(
+                f"{name} has {frames} frames; input_padding='pad_to_30s' needs exactly {max_frames} "
+                "(pad with the feature extractor, padding='max_length')"
+            )
+        if frames > max_frames:
+            raise ValueError(f"{name} has {frames} frames; at most {max_frames} (30 s) are supported")
+        if frames % 2:
+            raise ValueError(f"{name} has an odd number of frames ({frames}); Whisper's stride-2 conv needs an even count")
+        if attention_mask is not None:
+            if tuple(attention_mask.shape) != (batch, frames):
+                raise ValueError(
+                    f"attention_mask for {name} must be (batch, frames) = {(batch, frames)}, got {tuple(attention_mask.shape)}"
+                )
+            empty = (attention_mask.sum(-1) == 0).nonzero().flatten().tolist()
+            if empty:
+                raise ValueError(f"attention_mask for {name} marks no real frame in rows {empty}")
+
+    def encode(
+        self, input_features: torch.Tensor, attention_mask: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Run the Whisper encoder at the clip's true length.
+
+        Args:
+            input_features: (B, n_mels, T) log-Mel, T even, T ≤ 2·max_source_positions.
+            attention_mask: (B, T), 1 = real frame; `None` = every frame is real.
+
+        Returns:
+            hidden states (B, T/2, d) after the final layer norm, and the position mask (B, T/2), `True` = real.
+        """
+        encoder = self.model.encoder
+        features = input_features.to(encoder.conv1.weight.dtype)
+        frames = features.shape[-1]
+        if attention_mask is None:
+            attention_mask = torch.ones(features.shape[0], frames, dtype=torch.long, device=features.device)
+        frame_mask = attention_mask.to(features.device).bool()
+        short = self.config.input_padding == "short"
+        if short:
+            # Zeroing padded frames (and conv1's output there) makes the convs see exactly the zero padding they see
+            # when the clip is run alone, so real positions are unaffected by their batch-mates.
+            features = features * frame_mask[:, None, :]
+        hidden = nn.functional.gelu(encoder.conv1(features))
+        if short:
+            hidden = hidden * frame_mask[:, None, :]
+        hidden = nn.functional.gelu(encoder.conv2(hidden)).permute(0, 2, 1)
+        positions = hidden.shape[1]
+        real_frames = frame_mask.sum(-1)
+        position_mask = torch.arange(positions, device=hidden.device)[None, :] < ((real_frames + 1) // 2)[:, None]
+        hidden = hidden + encoder.embed_positions.weight[:positions]
+        hidden = nn.functional.dropout(hidden, p=encoder.dropout, training=self.training)
+        self_attention_mask = self._additive_key_mask(position_mask, hidden.dtype) if short else None
+        for layer in encoder.layers:
+            if self.training and encoder.layerdrop > 0 and torch.rand([]) < encoder.layerdrop:
+                continue
+            hidden = layer(hidden, self_attention_mask)
+        return encoder.layer_norm(hidden), position_mask
+
+    @staticmethod
+    def _additive_key_mask(key_mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """(B, S) bool, True = attend → (B, 1, 1, S) additive mask (0 or the dtype's minimum)."""
+        additive = torch.zeros(key_mask.shape, dtype=dtype, device=key_mask.device)
+        additive = additive.masked_fill(~key_mask, torch.finfo(dtype).min)
+        return additive[:, None, None, :]
+
+    @staticmethod
+    def masked_mean(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Mean of hidden (B, S, d) over positions where mask (B, S) is True (Eq. 4 of the paper over true frames)."""
+        weights = mask.to(hidden.dtype)[..., None]
+        return (hidden * weights).sum(1) / weights.sum(1).clamp_min(1.0)
+
+    def factorise(self, pooled: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """pooled (B, d) → (z_lex, z_emo, z_spk, routing weights); Shared-Head: (None, z, z, None)."""
+        if self.preset.router:
+            factors, gates = self.router(pooled)
+            return factors["lex"], factors["emo"], factors["spk"], gates
+        shared = self.shared_projection(pooled)
+        return None, shared, shared, None
+
+    # ------------------------------------------------------------------------------------------------- decoder
+    def decode(
+        self,
+        decoder_input_ids: torch.Tensor,
+        encoder_hidden_states: torch.Tensor,
+        position_mask: torch.Tensor,
+        z_lex: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """Teacher-forced decoder → ASR logits (B, L, vocab); cross-attention skips padded encoder positions.
+
+        The stock `WhisperDecoder.forward` cannot take an encoder mask, so the layers are run here.
+        """
+        decoder = self.model.decoder
+        length = decoder_input_ids.shape[1]
+        if length > self.config.max_target_positions:
+            raise ValueError(
+                f"decoder inputs have {length} tokens; the decoder holds at most {self.config.max_target_positions}"
+            )
+        if self.preset.film and z_lex is not None:
+            encoder_hidden_states = self.film(encoder_hidden_states, z_lex)
+        hidden = decoder.embed_tokens(decoder_input_ids) + decoder.embed_positions.weight[:length]
+        hidden = nn.functional.dropout(hidden, p=decoder.dropout, training=self.training)
+        causal = torch.full((length, length), torch.finfo(hidden.dtype).min, device=hidden.device).triu(1)[None, None]
+        cross_mask = self._additive_key_mask(position_mask, hidden.dtype)
+        for layer in decoder.layers:
+            if self.training and decoder.layerdrop > 0 and torch.rand([]) < decoder.layerdrop:
+                continue
+            hidden = layer(hidden, causal, encoder_hidden_states, encoder_attention_mask=cross_mask, cache=None, use_cache=False)
+        hidden = decoder.layer_norm(hidden)
+        # Whisper ties its output projection to the token embedding.
+        return nn.functional.linear(hidden, decoder.embed_tokens.weight)
+
+    # ------------------------------------------------------------------------------------------------- forward
+    def _check_labels(self, labels: torch.Tensor | None, size: int, name: str) -> None:
+        if labels is None:
+            return
+        bad = ((labels != IGNORE_INDEX) & ((labels < 0) | (labels >= size))).nonzero().flatten().tolist()
+        if bad:
+            raise ValueError(f"{name} {labels[bad].tolist()} (rows {bad}) are outside [0, {size}) and not {IGNORE_INDEX}")
+
+    def forward(
+        self,
+        input_features: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        speaker_labels: torch.Tensor | None = None,
+        asr_labels: torch.Tensor | None = None,
+        decoder_input_ids: torch.Tensor | None = None,
+        transcript_ids: torch.Tensor | None = None,
+        target_input_features: torch.Tensor | None = None,
+        target_attention_mask: torch.Tensor | None = None,
+        feature_gatherer: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        return_dict: bool | None = None,
+        **kwargs: Any,
+    ) -> CTriLoRAOutput:
+        r"""
+        Args:
+            input_features (`(B, n_mels, T)`): log-Mel features, T even, ≤ 2·max_source_positions.
+            attention_mask (`(B, T)`): 1 = real frame, 0 = padding. `None` = all real.
+            labels (`(B,)`): emotion ids, −100 = unknown.
+            speaker_labels (`(B,)`): speaker ids, −100 = unknown.
+            asr_labels (`(B, L)`): transcript token ids (without the decoder start token), −100 = ignored.
+            decoder_input_ids (`(B, L)`): decoder inputs; by default `asr_labels` shifted right.
+            transcript_ids (`(B,)`): transcript-group ids for the counterfactual pairs, −1 = unknown.
+            target_input_features / target_attention_mask: an unlabeled target-corpus batch for CORAL; it is encoded
+                in the same pass (padding is masked, so batching them together changes no clip's outputs).
+            feature_gatherer: applied to source and target z_emo before the CORAL covariances — the trainer passes
+                an all-gather (with gradients) under several processes; identity by default.
+        """
+        self._check_features(input_features, attention_mask, "input_features")
+        batch = input_features.shape[0]
+        weights = self.config.active_loss_weights
+        features, mask = input_features, attention_mask
+        if target_input_features is not None:
+            self._check_features(target_input_features, target_attention_mask, "target_input_features")
+            features, mask = self._concatenate_batches(input_features, attention_mask, target_input_features, target_attention_mask)
+        encoder_states, position_mask = self.encode(features, mask)
+        pooled_all = self.masked_mean(encoder_states, position_mask)
+        z_lex_all, z_emo_all, z_spk_all, gates_all = self.factorise(pooled_all)
+        source = slice(0, batch)
+        z_lex = None if z_lex_all is None else z_lex_all[source]
+        z_emo, z_spk = z_emo_all[source], z_spk_all[source]
+        gates = None if gates_all is None else gates_all[source]
+        target_z_emo = z_emo_all[batch:] if target_input_features is not None else None
+
+        logits = self.emotion_head(z_emo)
+        speaker_logits = self.speaker_head(z_spk)
+        adversary_logits = None
+        if self.preset.gradient_reversal:
+            adversary_logits = self.adversary_head(self.gradient_reversal(z_emo))
+
+        asr_logits = None
+        run_decoder = decoder_input_ids is not None or (asr_labels is not None and weights["asr"] > 0)
+        if run_decoder:
+            if decoder_input_ids is None:
+                decoder_input_ids = shift_tokens_right(asr_labels, self.config.pad_token_id, self.config.decoder_start_token_id)
+            asr_logits = self.decode(decoder_input_ids, encoder_states[source], position_mask[source], z_lex)
+
+        self._check_labels(labels, self.config.num_labels, "labels")
+        self._check_labels(speaker_labels, self.config.num_speakers, "speaker_labels")
+        terms: dict[str, torch.Tensor] = {}
+        ser_per_example = None
+        if labels is not None and weights["ser"] > 0:
+            class_weights = None
+            if self.config.ser_class_weights is not None:
+                class_weights = torch.tensor(self.config.ser_class_weights, device=logits.device)
+            ser_per_example = weighted_cross_entropy_per_example(logits, labels, class_weights)
+            terms["ser"] = self._mean_or_zero(ser_per_example, logits)
+        if speaker_labels is not None:
+            if weights["speaker"] > 0:
+                terms["speaker"] = self._cross_entropy(speaker_logits, speaker_labels)
+            if adversary_logits is not None and weights["adversary"] > 0:
+                terms["adversary"] = self._cross_entropy(adversary_logits, speaker_labels)
+        if asr_labels is not None and asr_logits is not None and weights["asr"] > 0:
+            terms["asr"] = self._cross_entropy(asr_logits.flatten(0, 1), asr_labels.flatten())
+        if transcript_ids is not None and labels is not None and weights["counterfactual"] > 0:
+            terms["counterfactual"] = counterfactual_margin_loss(
+                z_emo, z_lex, transcript_ids, labels, float(self.config.counterfactual_margin)
+            )
+        if target_z_emo is not None and weights["coral"] > 0:
+            gather = feature_gatherer or (lambda tensor: tensor)
+            terms["coral"] = coral_loss(gather(z_emo), gather(target_z_emo))
+        has_any_label = any(value is not None for value in (labels, speaker_labels, asr_labels))
+        if has_any_label and z_lex is not None and weights["orthogonality"] > 0:
+            terms["orthogonality"] = orthogonality_loss([z_lex, z_emo, z_spk])
+
+        loss = sum(weights[name] * value for name, value in terms.items()) if terms else None
+        return CTriLoRAOutput(
+            loss=loss,
+            logits=logits,
+            speaker_logits=speaker_logits,
+            adversary_logits=adversary_logits,
+            asr_logits=asr_logits,
+            routing_weights=gates,
+            pooled=pooled_all[source],
+            z_lex=z_lex,
+            z_emo=z_emo,
+            z_spk=z_spk,
+            target_z_emo=target_z_emo,
+            ser_loss_per_example=ser_per_example,
+            **{f"{name}_loss": value for name, value in terms.items()},
+        )
+
+    @staticmethod
+    def _mean_or_zero(values: torch.Tensor, anchor: torch.Tensor) -> torch.Tensor:
+        return values.mean() if values.numel() else anchor.sum() * 0.0
+
+    @classmethod
+    def _cross_entropy(cls, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Mean CE over rows not labelled −100; 0 (in the graph) when every row is ignored."""
+        keep = labels != IGNORE_INDEX
+        if not keep.any():
+            return logits.sum() * 0.0
+        return nn.functional.cross_entropy(logits[keep], labels[keep])
+
+    @staticmethod
+    def _concatenate_batches(
+        first: torch.Tensor, first_mask: torch.Tensor | None, second: torch.Tensor, second_mask: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Stack two feature batches, padding the shorter in time; masks mark each one's real frames."""
+        frames = max(first.shape[-1], second.shape[-1])
+
+        def padded(features: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+            if mask is None:
+                mask = torch.ones(features.shape[0], features.shape[-1], dtype=torch.long, device=features.device)
+            extra = frames - features.shape[-1]
+            return nn.functional.pad(features, (0, extra)), nn.functional.pad(mask.long(), (0, extra))
+
+        (a, a_mask), (b, b_mask) = padded(first, first_mask), padded(second, second_mask)
+        return torch.cat([a, b.to(a.dtype)]), torch.cat([a_mask, b_mask.to(a_mask.device)])
+
+    # ------------------------------------------------------------------------------------------------ inference
+    @torch.no_grad()
+    def predict_emotion(
+        self, input_features: torch.Tensor, attention_mask: torch.Tensor | None = None, domain: str = "in_domain"
+    ) -> torch.Tensor:
+        """Emotion probabilities (B, E) after the stored temperature.
+
+        Args:
+            domain: `"in_domain"` uses `config.in_domain_temperature` (fitted on source validation); `"target"` uses
+                `config.target_temperature` (domain-adaptive, fitted on unlabeled target data), falling back to the
+                in-domain one when none was fitted.
+        """
+        if domain not in ("in_domain", "target"):
+            raise ValueError(f"domain={domain!r}; expected 'in_domain' or 'target'")
+        temperature = self.config.in_domain_temperature
+        if domain == "target" and self.config.target_temperature is not None:
+            temperature = self.config.target_temperature
+        logits = self(input_features, attention_mask=attention_mask).logits
+        return torch.softmax(logits.float() / float(temperature), dim=-1)
+
+
+__all__ = ["CTriLoRAOutput", "FiLM", "GradientReversal", "TriLoRARouter", "WhisperForTriLoRA"]

@@ -1,0 +1,121 @@
+"""Ablation presets: the rows of the paper's Table I, each one named switch.
+
+A preset fixes the *architecture* (Tri-LoRA router or one shared projection, FiLM-conditioned decoder or not,
+gradient-reversal adversary or not) and which loss terms are switched on. The loss *weights* of the terms that stay
+on are the config's (`asr_weight`, `ser_weight`, …); a preset only zeroes the terms it removes. Every function below
+is documented with exactly what it keeps; `resolve_preset(name)` returns its `PresetSpec`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+LOSS_TERMS = ("asr", "ser", "speaker", "adversary", "counterfactual", "coral", "orthogonality")
+
+
+@dataclass(frozen=True)
+class PresetSpec:
+    """What an ablation variant keeps.
+
+    Attributes:
+        name: preset name (`CTriLoRAConfig.preset`).
+        router: `True` for the Tri-LoRA router (three gated low-rank streams), `False` for one shared projection
+            h̄ → d_z feeding the emotion and speaker heads.
+        film: condition the decoder's cross-attention input on z_lex (FiLM). Needs the router.
+        gradient_reversal: build the GRL speaker adversary on z_emo.
+        losses: the loss terms that are on (a subset of `LOSS_TERMS`).
+        description: one line for reports.
+    """
+
+    name: str
+    router: bool
+    film: bool
+    gradient_reversal: bool
+    losses: frozenset[str]
+    description: str = field(default="")
+
+
+_PRESETS: dict[str, PresetSpec] = {}
+
+
+def _preset(function):
+    spec = function()
+    unknown = set(spec.losses) - set(LOSS_TERMS)
+    if unknown:
+        raise ValueError(f"preset {spec.name!r} names unknown loss terms {sorted(unknown)}")
+    _PRESETS[spec.name] = spec
+    return function
+
+
+@_preset
+def full() -> PresetSpec:
+    """C-TriLoRA as published: router + FiLM decoder + GRL adversary; all seven terms
+    (ASR, SER, speaker, adversary, counterfactual, CORAL, orthogonality)."""
+    return PresetSpec("full", True, True, True, frozenset(LOSS_TERMS), "C-TriLoRA (all components)")
+
+
+@_preset
+def shared_head() -> PresetSpec:
+    """Table I row 1: same backbone and LoRA, one shared projection h̄ → d_z feeding the emotion and speaker heads,
+    decoder unconditioned; losses ASR + SER + speaker. No router, CORAL, GRL, counterfactual or orthogonality."""
+    return PresetSpec("shared_head", False, False, False, frozenset({"asr", "ser", "speaker"}), "Shared-Head baseline")
+
+
+@_preset
+def ser_only() -> PresetSpec:
+    """Router architecture (no FiLM use, no adversary) trained with the SER loss alone."""
+    return PresetSpec("ser_only", True, False, False, frozenset({"ser"}), "Router, SER loss only")
+
+
+@_preset
+def no_orthogonality() -> PresetSpec:
+    """Full minus the orthogonality loss; modules as in `full`."""
+    return PresetSpec(
+        "no_orthogonality", True, True, True, frozenset(LOSS_TERMS) - {"orthogonality"}, "Full − orthogonality"
+    )
+
+
+@_preset
+def no_coral() -> PresetSpec:
+    """Full minus the CORAL loss (no target batches needed); modules as in `full`."""
+    return PresetSpec("no_coral", True, True, True, frozenset(LOSS_TERMS) - {"coral"}, "Full − CORAL")
+
+
+@_preset
+def no_grl() -> PresetSpec:
+    """Full minus the gradient-reversal adversary (module and its loss); router, FiLM and the other terms kept."""
+    return PresetSpec("no_grl", True, True, False, frozenset(LOSS_TERMS) - {"adversary"}, "Full − GRL")
+
+
+@_preset
+def no_counterfactual() -> PresetSpec:
+    """Full minus the counterfactual margin loss; modules as in `full`."""
+    return PresetSpec(
+        "no_counterfactual", True, True, True, frozenset(LOSS_TERMS) - {"counterfactual"}, "Full − counterfactual"
+    )
+
+
+@_preset
+def coral_only() -> PresetSpec:
+    """Deep CORAL baseline: shared projection (as `shared_head`), SER + CORAL losses only."""
+    return PresetSpec("coral_only", False, False, False, frozenset({"ser", "coral"}), "Shared head + CORAL (Deep CORAL)")
+
+
+@_preset
+def asr_only() -> PresetSpec:
+    """Router + FiLM decoder trained with the ASR loss alone; the emotion head stays untrained (near chance)."""
+    return PresetSpec("asr_only", True, True, False, frozenset({"asr"}), "ASR loss only")
+
+
+ABLATION_PRESETS: tuple[str, ...] = tuple(_PRESETS)
+
+
+def resolve_preset(name: str) -> PresetSpec:
+    """The `PresetSpec` of `name`; `ValueError` listing the valid names otherwise."""
+    try:
+        return _PRESETS[name]
+    except KeyError:
+        raise ValueError(f"unknown preset {name!r}; expected one of {', '.join(ABLATION_PRESETS)}") from None
+
+
+__all__ = ["ABLATION_PRESETS", "LOSS_TERMS", "PresetSpec", "resolve_preset"]

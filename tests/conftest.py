@@ -1,0 +1,36 @@
+"""Shared fixtures: a tiny random Whisper checkpoint folder built offline (no Hub, no ../shared)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from modeling_ctrilora import WhisperForTriLoRA
+from modeling_ctrilora.tiny_whisper import build_tiny_whisper
+
+TINY_SOURCE_POSITIONS = 50  # 100 mel frames: short enough to keep the suite fast, long enough for mixed lengths.
+
+
+@pytest.fixture(scope="session")
+def tiny_whisper_dir(tmp_path_factory) -> str:
+    """A tiny Whisper checkpoint (d_model 32, 2+2 layers, 100-frame window) with tokenizer and feature extractor."""
+    return build_tiny_whisper(tmp_path_factory.mktemp("tiny-whisper"), max_source_positions=TINY_SOURCE_POSITIONS)
+
+
+@pytest.fixture(scope="session")
+def tiny_whisper_30s_dir(tmp_path_factory) -> str:
+    """Tiny Whisper with the real 1500-position (3000-frame) window, for the stock 30 s path."""
+    return build_tiny_whisper(tmp_path_factory.mktemp("tiny-whisper-30s"))
+
+
+@pytest.fixture
+def make_model(tiny_whisper_dir):
+    """Factory: `make_model(**config_overrides)` → an eval-mode WhisperForTriLoRA on the tiny checkpoint."""
+
+    def factory(num_emotions: int = 4, num_speakers: int = 3, **overrides) -> WhisperForTriLoRA:
+        torch.manual_seed(0)
+        return WhisperForTriLoRA.from_whisper(
+            tiny_whisper_dir, num_emotions=num_emotions, num_speakers=num_speakers, factor_dim=16, factor_rank=4, **overrides
+        ).eval()
+
+    return factory
