@@ -1,0 +1,217 @@
+"""`CTriLoRATrainer`: the HF `Trainer` with C-TriLoRA's multi-term loss and an unlabeled target dataloader."""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, RandomSampler
+from transformers import Trainer
+
+from modeling_ctrilora.losses import class_weights_from_labels
+from modeling_ctrilora.modeling_ctrilora import CTriLoRAOutput
+from modeling_ctrilora.presets import LOSS_TERMS
+
+from .training_args import CTriLoRATrainingArguments
+
+logger = logging.getLogger(__name__)
+
+TARGET_INPUT_KEYS = ("input_features", "attention_mask")
+
+
+class CTriLoRATrainer(Trainer):
+    """
+    `Trainer` for [`WhisperForTriLoRA`]:
+
+    - a second dataloader over the unlabeled target corpus (own seeded random sampler, reshuffled each pass, sharded
+      across processes by `accelerate`, cycling independently of the source epoch); each training step encodes the
+      target batch in the same forward pass as the source batch and CORAL compares their z_emo covariances — under
+      several processes the features are all-gathered *with gradients* first, so the covariances are those of the
+      global batch;
+    - the GRL coefficient follows global step / max steps (and so continues where a resumed run stopped);
+    - SER class weights from source-train label frequencies (inverse, mean 1) unless the config already has them;
+    - every loss term is logged (weighted, as `loss_<term>`, so the terms add up to `loss`), for train and eval,
+      plus the GRL coefficient; metrics are gathered across processes and averaged in `log()` (as trl does).
+
+    Args:
+        target_dataset: unlabeled target-domain rows the `data_collator` can collate (labels are not used: only
+            `input_features` and `attention_mask` reach the model). `None` → no CORAL term.
+        train_batch_sampler: optional batch sampler over `train_dataset` (e.g. the pair-aware sampler); it is
+            sharded across processes by `accelerate`.
+        Other arguments as `transformers.Trainer`.
+    """
+
+    def __init__(
+        self,
+        model=None,
+        args: CTriLoRATrainingArguments | None = None,
+        *,
+        target_dataset=None,
+        train_batch_sampler: torch.utils.data.Sampler | None = None,
+        **kwargs: Any,
+    ):
+        if args is None:
+            args = CTriLoRATrainingArguments(output_dir="ctrilora-run")
+        if not isinstance(args, CTriLoRATrainingArguments):
+            raise TypeError(f"args must be CTriLoRATrainingArguments, got {type(args).__name__}")
+        super().__init__(model=model, args=args, **kwargs)
+        self.target_dataset = target_dataset
+        self.train_batch_sampler = train_batch_sampler
+        self._target_dataloader: DataLoader | None = None
+        # Training and evaluation draw from separate iterators so that evaluating does not shift the sequence of
+        # target batches training sees.
+        self._target_iterators: dict[str, Iterator | None] = {"train": None, "eval": None}
+        self._target_passes = 0
+        self._metrics: dict[str, dict[str, list[float]]] = {"train": defaultdict(list), "eval": defaultdict(list)}
+        self._configure_model_losses()
+
+    # ------------------------------------------------------------------------------------------------- set-up
+    @property
+    def _core_model(self):
+        return self.accelerator.unwrap_model(self.model)
+
+    def _configure_model_losses(self) -> None:
+        config = self._core_model.config
+        for name, value in self.args.loss_weight_overrides().items():
+            setattr(config, name, value)
+        if self.args.class_weighted_ser and config.ser_class_weights is None and self.train_dataset is not None:
+            labels = self._train_emotion_ids()
+            if labels:
+                config.ser_class_weights = class_weights_from_labels(labels, config.num_labels)
+                logger.info("SER class weights from source-train frequencies: %s", config.ser_class_weights)
+        if config.active_loss_weights["coral"] > 0 and self.target_dataset is None:
+            logger.warning("CORAL is active in preset %r but no target_dataset was given: the term stays off", config.preset)
+
+    def _train_emotion_ids(self) -> list[int]:
+        """Emotion ids of the training rows, from an `emotion` (name) or `labels` (id) column."""
+        columns = getattr(self.train_dataset, "column_names", None) or []
+        label2id = self._core_model.config.label2id
+        if "labels" in columns:
+            return [int(label) for label in self.train_dataset["labels"] if int(label) >= 0]
+        if "emotion" in columns:
+            return [label2id[name] for name in self.train_dataset["emotion"] if name in label2id]
+        return []
+
+    # ------------------------------------------------------------------------------------------------ loaders
+    def get_train_dataloader(self) -> DataLoader:
+        if self.train_batch_sampler is None:
+            return super().get_train_dataloader()
+        dataloader = DataLoader(
+            self.train_dataset,
+            batch_sampler=self.train_batch_sampler,
+            collate_fn=self.data_collator,
+            num_workers=self.args.dataloader_num_workers,
+            pin_memory=self.args.dataloader_pin_memory,
+        )
+        return self.accelerator.prepare(dataloader)
+
+    def get_target_dataloader(self) -> DataLoader:
+        """The unlabeled target dataloader: random order from its own seeded generator, last partial batch dropped
+        (CORAL needs ≥ 2 rows), sharded across processes by `accelerate`."""
+        if self.target_dataset is None:
+            raise ValueError("CTriLoRATrainer: no target_dataset was given")
+        batch_size = self.args.target_batch_size or self.args.per_device_train_batch_size
+        if len(self.target_dataset) < batch_size * self.accelerator.num_processes:
+            raise ValueError(
+                f"target_dataset has {len(self.target_dataset)} rows, fewer than one target batch "
+                f"({batch_size} × {self.accelerator.num_processes} processes)"
+            )
+        generator = torch.Generator().manual_seed(self.args.seed + 1)
+        dataloader = DataLoader(
+            self.target_dataset,
+            batch_size=batch_size,
+            sampler=RandomSampler(self.target_dataset, generator=generator),
+            collate_fn=self.data_collator,
+            drop_last=True,
+            num_workers=self.args.dataloader_num_workers,
+        )
+        return self.accelerator.prepare(dataloader)
+
+    def next_target_batch(self, mode: str = "train") -> dict[str, torch.Tensor]:
+        """Next target batch (only its features and mask); restarts — reshuffled — when the target pass ends."""
+        if self._target_dataloader is None:
+            self._target_dataloader = self.get_target_dataloader()
+        while True:
+            if self._target_iterators[mode] is None:
+                if hasattr(self._target_dataloader, "set_epoch"):
+                    self._target_dataloader.set_epoch(self._target_passes)
+                self._target_passes += 1
+                self._target_iterators[mode] = iter(self._target_dataloader)
+            try:
+                batch = next(self._target_iterators[mode])
+                return {key: batch[key] for key in TARGET_INPUT_KEYS}
+            except StopIteration:
+                self._target_iterators[mode] = None
+
+    # -------------------------------------------------------------------------------------------------- loss
+    def _gather_with_gradients(self, features: torch.Tensor) -> torch.Tensor:
+        """All-gather (n_rank, d) features across processes keeping the autograd graph of the local part.
+
+        Ranks may hold different row counts (the last source batch), so sizes are exchanged first and each rank's
+        rows padded to the largest before `torch.distributed.nn.all_gather`, whose backward routes gradients back.
+        """
+        if self.accelerator.num_processes == 1:
+            return features
+        import torch.distributed.nn.functional as distributed_functional
+
+        sizes = self.accelerator.gather(torch.tensor([features.shape[0]], device=features.device)).tolist()
+        padded = torch.nn.functional.pad(features, (0, 0, 0, max(sizes) - features.shape[0]))
+        pieces = distributed_functional.all_gather(padded)
+        return torch.cat([piece[:size] for piece, size in zip(pieces, sizes)])
+
+    def compute_loss(
+        self,
+        model: torch.nn.Module,
+        inputs: dict[str, Any],
+        return_outputs: bool = False,
+        num_items_in_batch: torch.Tensor | int | None = None,
+    ):
+        core = self._core_model
+        mode = "train" if model.training else "eval"
+        weights = core.config.active_loss_weights
+        if mode == "train" and hasattr(core, "gradient_reversal"):
+            core.gradient_reversal.set_progress(self.state.global_step, self.state.max_steps)
+        model_inputs = dict(inputs)
+        if self.target_dataset is not None and weights["coral"] > 0:
+            target = self.next_target_batch(mode)
+            model_inputs["target_input_features"] = target["input_features"]
+            model_inputs["target_attention_mask"] = target["attention_mask"]
+            model_inputs["feature_gatherer"] = self._gather_with_gradients
+        outputs: CTriLoRAOutput = model(**model_inputs)
+        if outputs.loss is None:
+            raise ValueError("the batch carries no labels for any active loss term (labels, speaker_labels, asr_labels)")
+        self._record_terms(mode, outputs, weights)
+        if hasattr(core, "gradient_reversal") and mode == "train":
+            self._metrics[mode]["grl_coefficient"].append(float(core.gradient_reversal.coefficient))
+        if return_outputs:
+            # Only what evaluation needs: the full output holds ASR logits of vocabulary size per token.
+            return outputs.loss, CTriLoRAOutput(loss=outputs.loss, logits=outputs.logits)
+        return outputs.loss
+
+    def _record_terms(self, mode: str, outputs: CTriLoRAOutput, weights: dict[str, float]) -> None:
+        for term in LOSS_TERMS:
+            value = getattr(outputs, f"{term}_loss")
+            if value is None:
+                continue
+            weighted = (weights[term] * value.detach()).reshape(1)
+            self._metrics[mode][f"loss_{term}"].append(self.accelerator.gather(weighted).mean().item())
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        mode = "eval" if any(key.startswith("eval_") for key in logs) else "train"
+        averaged = {key: sum(values) / len(values) for key, values in self._metrics[mode].items() if values}
+        if mode == "eval":
+            averaged = {f"eval_{key}": value for key, value in averaged.items()}
+        logs = {**logs, **averaged}
+        self._metrics[mode].clear()
+        super().log(logs, start_time)
+
+
+def loss_term_names() -> list[str]:
+    """Names under which the trainer logs the weighted loss terms (train; `eval_` prefixed for evaluation)."""
+    return [f"loss_{term}" for term in LOSS_TERMS]
+
+
+__all__ = ["CTriLoRATrainer", "loss_term_names"]
