@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from collections import defaultdict
 from collections.abc import Iterator
+from functools import partial
 from typing import Any
 
 import torch
+from accelerate import Accelerator
 from torch.utils.data import DataLoader, RandomSampler
 from transformers import Trainer
 
@@ -20,6 +23,27 @@ from .training_args import CTriLoRATrainingArguments
 logger = logging.getLogger(__name__)
 
 TARGET_INPUT_KEYS = ("input_features", "attention_mask")
+
+
+def gather_with_gradients(features: torch.Tensor, accelerator: Accelerator) -> torch.Tensor:
+    """All-gather (n_rank, d) features across processes, keeping the autograd graph of every rank's part.
+
+    Ranks may hold different row counts (the last source batch), so sizes are exchanged first and each rank's rows
+    padded to the largest before `torch.distributed.nn.functional.all_gather`, whose backward sends each rank the
+    gradient of its own rows. With one process this is the identity.
+    """
+    if accelerator.num_processes == 1:
+        return features
+    import torch.distributed.nn.functional as distributed_functional
+
+    sizes = accelerator.gather(torch.tensor([features.shape[0]], device=features.device)).tolist()
+    padded = torch.nn.functional.pad(features, (0, 0, 0, max(sizes) - features.shape[0]))
+    with warnings.catch_warnings():
+        # Deprecated in favour of a private API (torch.distributed._functional_collectives); still the public,
+        # differentiable all-gather.
+        warnings.simplefilter("ignore", FutureWarning)
+        pieces = distributed_functional.all_gather(padded)
+    return torch.cat([piece[:size] for piece, size in zip(pieces, sizes)])
 
 
 class CTriLoRATrainer(Trainer):
@@ -147,21 +171,6 @@ class CTriLoRATrainer(Trainer):
                 self._target_iterators[mode] = None
 
     # -------------------------------------------------------------------------------------------------- loss
-    def _gather_with_gradients(self, features: torch.Tensor) -> torch.Tensor:
-        """All-gather (n_rank, d) features across processes keeping the autograd graph of the local part.
-
-        Ranks may hold different row counts (the last source batch), so sizes are exchanged first and each rank's
-        rows padded to the largest before `torch.distributed.nn.all_gather`, whose backward routes gradients back.
-        """
-        if self.accelerator.num_processes == 1:
-            return features
-        import torch.distributed.nn.functional as distributed_functional
-
-        sizes = self.accelerator.gather(torch.tensor([features.shape[0]], device=features.device)).tolist()
-        padded = torch.nn.functional.pad(features, (0, 0, 0, max(sizes) - features.shape[0]))
-        pieces = distributed_functional.all_gather(padded)
-        return torch.cat([piece[:size] for piece, size in zip(pieces, sizes)])
-
     def compute_loss(
         self,
         model: torch.nn.Module,
@@ -179,7 +188,7 @@ class CTriLoRATrainer(Trainer):
             target = self.next_target_batch(mode)
             model_inputs["target_input_features"] = target["input_features"]
             model_inputs["target_attention_mask"] = target["attention_mask"]
-            model_inputs["feature_gatherer"] = self._gather_with_gradients
+            model_inputs["feature_gatherer"] = partial(gather_with_gradients, accelerator=self.accelerator)
         outputs: CTriLoRAOutput = model(**model_inputs)
         if outputs.loss is None:
             raise ValueError("the batch carries no labels for any active loss term (labels, speaker_labels, asr_labels)")
@@ -214,4 +223,4 @@ def loss_term_names() -> list[str]:
     return [f"loss_{term}" for term in LOSS_TERMS]
 
 
-__all__ = ["CTriLoRATrainer", "loss_term_names"]
+__all__ = ["CTriLoRATrainer", "gather_with_gradients", "loss_term_names"]

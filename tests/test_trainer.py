@@ -1,0 +1,171 @@
+"""CTriLoRATrainer and the training script: every term logged, every trainable part trained, resume, 2 processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoFeatureExtractor, WhisperFeatureExtractor
+
+from conftest_data import make_csv_corpus
+from modeling_ctrilora import WhisperForTriLoRA
+from modeling_ctrilora.presets import LOSS_TERMS
+from trainer import CTriLoRATrainer, CTriLoRATrainingArguments
+from trainer import experiment
+from trainer.experiment import DataArguments, prepare_data
+from trainer.metrics import compute_metrics_fn
+from trainer.sampler import PairAwareBatchSampler
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def corpora(tmp_path_factory):
+    root = tmp_path_factory.mktemp("corpora")
+    source = make_csv_corpus(root / "src", speakers=("01", "02", "03", "04"), seconds=0.5)
+    target = make_csv_corpus(root / "tgt", speakers=("11", "12", "13", "14"), seconds=0.4)
+    return source, target
+
+
+@pytest.fixture
+def experiment_data(corpora, tiny_whisper_dir, tmp_path, monkeypatch):
+    monkeypatch.setattr(experiment, "CACHE_HOME", tmp_path / "cache")
+    source, target = corpora
+    return prepare_data(DataArguments(source=source, target=target), tiny_whisper_dir, tmp_path / "run", seed=0)
+
+
+def make_trainer(data, base_model, output_dir, **overrides):
+    torch.manual_seed(0)
+    model = WhisperForTriLoRA.from_whisper(
+        base_model, id2label=data.id2label, num_speakers=len(data.speaker2id), factor_dim=16, factor_rank=4
+    )
+    settings = dict(
+        output_dir=str(output_dir), max_steps=8, per_device_train_batch_size=8, learning_rate=1e-2, logging_steps=2,
+        eval_strategy="steps", eval_steps=4, save_strategy="no", report_to=[], use_cpu=True, seed=0,
+    )
+    settings.update(overrides)
+    args = CTriLoRATrainingArguments(**settings)
+    train = data.source["train"]
+    sampler = PairAwareBatchSampler(train["transcript"], 8, emotions=train["emotion"], speakers=train["speaker"], seed=0)
+    return CTriLoRATrainer(
+        model=model, args=args, train_dataset=train, eval_dataset=data.source["validation"],
+        target_dataset=data.target["adaptation"], data_collator=data.collator, train_batch_sampler=sampler,
+        compute_metrics=compute_metrics_fn(data.id2label),
+    )
+
+
+def test_train_moves_every_trainable_parameter_and_logs_every_term(experiment_data, tiny_whisper_dir, tmp_path):
+    trainer = make_trainer(experiment_data, tiny_whisper_dir, tmp_path / "out")
+    before = {name: p.detach().clone() for name, p in trainer.model.named_parameters() if p.requires_grad}
+    frozen = {name: p.detach().clone() for name, p in trainer.model.named_parameters() if not p.requires_grad}
+    trainer.train()
+    for name, parameter in trainer.model.named_parameters():
+        if name in before:
+            assert not torch.equal(parameter, before[name]), f"{name} did not change"
+        else:
+            assert torch.equal(parameter, frozen[name]), f"frozen {name} changed"
+    train_logs = [entry for entry in trainer.state.log_history if "loss" in entry and "eval_loss" not in entry]
+    eval_logs = [entry for entry in trainer.state.log_history if "eval_loss" in entry]
+    for term in LOSS_TERMS:
+        assert all(f"loss_{term}" in entry for entry in train_logs), term
+        assert all(f"eval_loss_{term}" in entry for entry in eval_logs), term
+    for entry in train_logs:  # the logged weighted terms add up to the logged loss
+        assert sum(entry[f"loss_{term}"] for term in LOSS_TERMS) == pytest.approx(entry["loss"], rel=1e-3)
+    assert {"eval_uar", "eval_macro_f1"} <= set(eval_logs[-1])
+    assert 0 < train_logs[-1]["grl_coefficient"] <= 1
+    assert trainer.model.config.ser_class_weights is not None
+
+
+def test_loss_weights_from_arguments_reach_the_config(experiment_data, tiny_whisper_dir, tmp_path):
+    trainer = make_trainer(experiment_data, tiny_whisper_dir, tmp_path / "out", coral_weight=2.5, max_steps=1)
+    assert trainer.model.config.coral_weight == 2.5
+
+
+def test_resume_continues_steps_and_the_grl_schedule(experiment_data, tiny_whisper_dir, tmp_path):
+    full = make_trainer(experiment_data, tiny_whisper_dir, tmp_path / "full", max_steps=6, eval_strategy="no")
+    full.train()
+    interrupted = make_trainer(
+        experiment_data, tiny_whisper_dir, tmp_path / "cut", max_steps=6, eval_strategy="no", save_strategy="steps", save_steps=3
+    )
+    interrupted.train()
+    checkpoint = tmp_path / "cut" / "checkpoint-3"
+    assert checkpoint.is_dir()
+    saved = WhisperForTriLoRA.from_pretrained(checkpoint)
+    assert int(saved.gradient_reversal.step) == 2  # the coefficient in effect during the third step
+    resumed = make_trainer(experiment_data, tiny_whisper_dir, tmp_path / "cut", max_steps=6, eval_strategy="no")
+    resumed.train(resume_from_checkpoint=str(checkpoint))
+    assert resumed.state.global_step == 6
+    first_logged = [e for e in resumed.state.log_history if "loss" in e and e["step"] > 3][0]
+    assert first_logged["step"] == 4
+    assert float(resumed.model.gradient_reversal.coefficient) == pytest.approx(float(full.model.gradient_reversal.coefficient))
+    assert int(resumed.model.gradient_reversal.step) == int(full.model.gradient_reversal.step) == 5
+
+
+def test_training_script_end_to_end(corpora, tiny_whisper_dir, tmp_path, monkeypatch):
+    sys.path.insert(0, str(REPO / "examples"))
+    import train_ctrilora
+
+    monkeypatch.setattr(experiment, "CACHE_HOME", tmp_path / "cache")
+    source, target = corpora
+    run = tmp_path / "run"
+    results = train_ctrilora.main([
+        "--base_model", tiny_whisper_dir, "--source", source, "--target", target, "--output_dir", str(run),
+        "--num_train_epochs", "1", "--per_device_train_batch_size", "8", "--factor_dim", "16",
+        "--source_split", "speaker_independent", "--use_cpu",
+    ])
+    model = WhisperForTriLoRA.from_pretrained(run)
+    assert model.config.preset == "full" and model.config.target_temperature == pytest.approx(
+        results["calibration"]["temperatures"]["target_adaptive"]
+    )
+    for name in ("source_splits.json", "target_splits.json", "trainer_state.json", "processor_config.json",
+                 "evaluation/results.json", "evaluation/report.md", "evaluation/predictions.json"):
+        assert (run / name).is_file(), name
+    on_disk = json.loads((run / "evaluation" / "results.json").read_text())
+    assert on_disk["cross_corpus"]["uar"] == results["cross_corpus"]["uar"]
+    report = (run / "evaluation" / "report.md").read_text()
+    assert f"{100 * on_disk['cross_corpus']['macro_f1']:.2f}" in report
+    for plot in on_disk["plots"].values():
+        assert (run / "evaluation" / plot).stat().st_size > 1000
+    assert isinstance(AutoFeatureExtractor.from_pretrained(run), WhisperFeatureExtractor)
+
+
+def accelerate_launch(processes: int) -> list[str]:
+    """`accelerate launch` on the CPU: one process plainly, several through torchrun (`--multi_gpu`, gloo on CPU)."""
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--num_machines", "1", "--mixed_precision", "no",
+               "--dynamo_backend", "no", "--num_processes", str(processes)]
+    return command + (["--multi_gpu"] if processes > 1 else ["--cpu"])
+
+
+def test_two_process_training_run_finishes(corpora, tiny_whisper_dir, tmp_path):
+    source, target = corpora
+    run = tmp_path / "run"
+    command = [*accelerate_launch(2), str(REPO / "examples" / "train_ctrilora.py"), "--use_cpu",
+               "--base_model", tiny_whisper_dir, "--source", source, "--target", target, "--output_dir", str(run),
+               "--max_steps", "2", "--per_device_train_batch_size", "4", "--factor_dim", "16"]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "CTRILORA_CACHE": str(tmp_path / "cache")}
+    completed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    state = json.loads((run / "trainer_state.json").read_text())
+    assert state["global_step"] == 2
+    assert (run / "evaluation" / "results.json").is_file()
+
+
+def test_two_process_coral_equals_single_process(tiny_whisper_dir, tmp_path):
+    script = REPO / "tests" / "scripts" / "distributed_coral.py"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    values = {}
+    for processes in (1, 2):
+        out = tmp_path / f"coral_{processes}.json"
+        command = [*accelerate_launch(processes), str(script), tiny_whisper_dir, str(out)]
+        completed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+        assert completed.returncode == 0, completed.stderr[-3000:]
+        values[processes] = json.loads(out.read_text())
+    assert values[2]["world"] == 2
+    assert values[1]["coral"] > 1e-5
+    assert values[2]["coral"] == pytest.approx(values[1]["coral"], rel=1e-5)
+    assert values[2]["grad_norm"] == pytest.approx(values[1]["grad_norm"], rel=1e-4)
