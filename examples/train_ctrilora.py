@@ -19,9 +19,10 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import transformers
+from accelerate import PartialState
 from transformers import HfArgumentParser, WhisperProcessor, set_seed
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -29,7 +30,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from modeling_ctrilora import WhisperForTriLoRA  # noqa: E402
 from trainer import CTriLoRATrainer, CTriLoRATrainingArguments  # noqa: E402
 from trainer.evaluation import evaluate_experiment  # noqa: E402
-from trainer.experiment import DataArguments, prepare_data, resolve_base_model  # noqa: E402
+from trainer.experiment import DataArguments, prepare_data, resolve_base_model, write_run_arguments  # noqa: E402
 from trainer.metrics import compute_metrics_fn  # noqa: E402
 from trainer.sampler import PairAwareBatchSampler  # noqa: E402
 
@@ -85,6 +86,9 @@ def main(argv: list[str] | None = None) -> dict:
     push_to_hub, training_args.push_to_hub = training_args.push_to_hub, False
 
     base_model = resolve_base_model(model_args.base_model)
+    if PartialState().is_main_process:
+        # The evaluation script reads these to rebuild exactly this run's data (splits are re-read and checked).
+        write_run_arguments(training_args.output_dir, data_args, base_model)
     data = prepare_data(data_args, base_model, training_args.output_dir, training_args.seed, padding=model_args.input_padding)
     logger.info(
         "classes %s; source train/validation/test %d/%d/%d; target adaptation/test %d/%d",
@@ -155,7 +159,6 @@ def main(argv: list[str] | None = None) -> dict:
             )
             logger.info("pushed to %s", url)
     trainer.accelerator.wait_for_everyone()
-    logger.info("run arguments: %s", {**asdict(model_args), **asdict(data_args)})
     return results
 
 

@@ -32,8 +32,11 @@ logger = logging.getLogger(__name__)
 
 CACHE_HOME = Path(os.environ.get("CTRILORA_CACHE", Path.home() / ".cache" / "ctrilora"))
 SOURCE_SPLITS_FILE, TARGET_SPLITS_FILE = "source_splits.json", "target_splits.json"
+RUN_ARGUMENTS_FILE = "run_arguments.json"
 # The embedded demo's backbone: small enough to train end to end on 2 CPU cores in minutes.
-DEMO_WHISPER = {"d_model": 64, "encoder_layers": 2, "decoder_layers": 2, "encoder_attention_heads": 4,
+# init_std 0.2 (Whisper's is 0.02): with small random weights the sinusoidal positions swamp the conv features and the
+# pooled state barely depends on the audio.
+DEMO_WHISPER = {"init_std": 0.2, "d_model": 64, "encoder_layers": 2, "decoder_layers": 2, "encoder_attention_heads": 4,
                 "decoder_attention_heads": 4, "encoder_ffn_dim": 256, "decoder_ffn_dim": 256}
 
 
@@ -116,6 +119,23 @@ def resolve_corpora(data_args: DataArguments) -> tuple[str, str]:
     return str(folders["source"]), str(folders["target"])
 
 
+def write_run_arguments(run_dir: str | os.PathLike, data_args: DataArguments, base_model: str) -> Path:
+    """Record the data arguments and backbone of a run (`run_arguments.json`), for evaluation to rebuild its data."""
+    path = Path(run_dir) / RUN_ARGUMENTS_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"base_model": base_model, "data": asdict(data_args)}, indent=2) + "\n", encoding="utf-8")
+    return path
+
+
+def read_run_arguments(run_dir: str | os.PathLike) -> tuple[DataArguments, str]:
+    """The `DataArguments` and backbone a run was trained with."""
+    path = Path(run_dir) / RUN_ARGUMENTS_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: is {run_dir} a run folder written by examples/train_ctrilora.py?")
+    recorded = json.loads(path.read_text(encoding="utf-8"))
+    return DataArguments(**recorded["data"]), recorded["base_model"]
+
+
 def _language(dataset: datasets.Dataset, given: str | None, role: str) -> str:
     if given:
         return given
@@ -194,4 +214,14 @@ def prepare_data(data_args: DataArguments, base_model: str, run_dir: str | os.Pa
     return ExperimentData(source, target, classes, speaker2id, collator, feature_extractor, tokenizer, languages, names, reports)
 
 
-__all__ = ["CACHE_HOME", "DEMO_WHISPER", "DataArguments", "ExperimentData", "prepare_data", "resolve_base_model", "resolve_corpora"]
+__all__ = [
+    "CACHE_HOME",
+    "DEMO_WHISPER",
+    "DataArguments",
+    "ExperimentData",
+    "prepare_data",
+    "read_run_arguments",
+    "resolve_base_model",
+    "resolve_corpora",
+    "write_run_arguments",
+]

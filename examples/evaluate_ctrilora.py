@@ -1,0 +1,88 @@
+#!/usr/bin/env python
+"""Evaluate a trained C-TriLoRA run: in-domain and cross-corpus metrics, calibration, statistics, plots.
+
+    python examples/evaluate_ctrilora.py --checkpoint runs/ctrilora
+    python examples/evaluate_ctrilora.py --checkpoint runs/real/full/seed-0 \\
+        --compare shared_head=runs/real/shared_head/seed-0/evaluation --transcribe
+
+The run's own data arguments (`run_arguments.json`) and split files are re-used, so the clips are exactly those
+the run was trained and tested on. Writes `<checkpoint>/evaluation/` (or `--output_dir`): `results.json` (schema in
+`trainer/evaluation.py`), `report.md` rendered from it, `predictions.json` (per clip, for McNemar between runs) and
+the PNGs. The fitted temperatures (in-domain, target-adaptive) are saved into the checkpoint's config, where
+`predict_emotion` and the pipeline apply them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from modeling_ctrilora import WhisperForTriLoRA  # noqa: E402
+from trainer.evaluation import evaluate_experiment  # noqa: E402
+from trainer.experiment import prepare_data, read_run_arguments  # noqa: E402
+
+logger = logging.getLogger("evaluate_ctrilora")
+
+
+def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", required=True, help="Run folder written by examples/train_ctrilora.py.")
+    parser.add_argument("--output_dir", help="Report folder (default: <checkpoint>/evaluation).")
+    parser.add_argument(
+        "--compare", action="append", default=[], metavar="NAME=EVALUATION_DIR",
+        help="Another run's evaluation folder to test against with McNemar (repeatable).",
+    )
+    parser.add_argument("--transcribe", action="store_true", help="Decode test transcripts for WER/CER of the ASR head.")
+    parser.add_argument("--batch_size", type=int, default=16)
+    parser.add_argument("--no_store_temperatures", action="store_true", help="Do not write temperatures into the config.")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_arguments(argv)
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    checkpoint = Path(args.checkpoint)
+    compare = {}
+    for item in args.compare:
+        name, separator, folder = item.partition("=")
+        if not separator or not (Path(folder) / "predictions.json").is_file():
+            raise SystemExit(f"--compare {item!r}: expected NAME=FOLDER with a predictions.json inside")
+        compare[name] = folder
+    data_args, base_model = read_run_arguments(checkpoint)
+    model = WhisperForTriLoRA.from_pretrained(checkpoint).eval()
+    protocol = json.loads((checkpoint / "source_splits.json").read_text(encoding="utf-8")).get("metadata", {})
+    data = prepare_data(data_args, base_model, checkpoint, protocol.get("seed", 0), padding=model.config.input_padding)
+    if data.classes != [model.config.id2label[index] for index in sorted(model.config.id2label)]:
+        raise SystemExit(f"the corpora's shared classes {data.classes} differ from the checkpoint's {model.config.id2label}")
+    transcriber = None
+    if args.transcribe:
+        from modeling_ctrilora.transcribe import transcribe
+
+        def transcriber(batch: dict[str, torch.Tensor]) -> list[str]:
+            return transcribe(model, batch["input_features"], batch["attention_mask"], data.tokenizer,
+                              language=data.languages["source"] or None)
+
+    state_path = checkpoint / "trainer_state.json"
+    log_history = json.loads(state_path.read_text())["log_history"] if state_path.is_file() else None
+    results = evaluate_experiment(
+        model, data, args.output_dir or checkpoint / "evaluation",
+        protocol={key: protocol.get(key) for key in ("source_split", "transductive", "seed")},
+        log_history=log_history, compare_with=compare, transcriber=transcriber, batch_size=args.batch_size,
+        store_temperatures=not args.no_store_temperatures,
+    )
+    if not args.no_store_temperatures:
+        model.config.save_pretrained(checkpoint)
+    logger.info("report: %s", Path(args.output_dir or checkpoint / "evaluation") / "report.md")
+    return results
+
+
+if __name__ == "__main__":
+    main()

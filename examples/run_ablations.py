@@ -1,0 +1,100 @@
+#!/usr/bin/env python
+"""Train and evaluate a set of presets over several seeds, then write the ablation table and figures.
+
+    python examples/run_ablations.py --output_dir runs/ablations                       # all nine Table I rows, demo data
+    python examples/run_ablations.py --presets full shared_head frozen_probe --seeds 0 1 2 \\
+        --base_model /path/to/whisper-base --source ../shared/data/ravdess --target ../shared/data/emodb_2s \\
+        --source_split speaker_independent --output_dir runs/ravdess-emodb -- --num_train_epochs 5
+
+Each run is a separate process (`examples/train_ctrilora.py`, or `examples/frozen_probe.py` for the baselines
+`frozen_probe` and `frozen_probe_coral`) writing `<output_dir>/<preset>/seed-<k>/` with its log beside it. A run
+whose `evaluation/results.json` exists is skipped, so re-running resumes; a run that dies is reported (exit code
+and the tail of its log) and the others go on. Arguments after `--` go to every training run. Output:
+`<output_dir>/ablation.json`, `ablation.md` and the PNGs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from modeling_ctrilora.presets import ABLATION_PRESETS  # noqa: E402
+from trainer.ablation import load_runs, render_ablation_report, run_folder, summarise, write_figures  # noqa: E402
+
+BASELINES = ("frozen_probe", "frozen_probe_coral")
+DATA_OPTIONS = ("base_model", "source", "target", "source_language", "target_language", "source_split",
+                "target_adaptation_fraction")
+
+
+def parse_arguments(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[str]]:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    train_extra = argv[argv.index("--") + 1 :] if "--" in argv else []
+    argv = argv[: argv.index("--")] if "--" in argv else argv
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--presets", nargs="+", default=list(ABLATION_PRESETS),
+                        choices=[*ABLATION_PRESETS, *BASELINES], metavar="PRESET",
+                        help=f"Variants to run (default: the nine Table I rows). Choices: {', '.join([*ABLATION_PRESETS, *BASELINES])}.")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
+    parser.add_argument("--output_dir", default="runs/ablations")
+    parser.add_argument("--transductive", action="store_true", help="Paper protocol: target clips for adaptation and test.")
+    for option in DATA_OPTIONS:
+        parser.add_argument(f"--{option}")
+    return parser.parse_args(argv), train_extra
+
+
+def run_command(args: argparse.Namespace, preset: str, seed: int, train_extra: list[str]) -> list[str]:
+    common = [item for option in DATA_OPTIONS if getattr(args, option) for item in (f"--{option}", getattr(args, option))]
+    common += ["--seed", str(seed), "--output_dir", str(run_folder(args.output_dir, preset, seed))]
+    common += ["--transductive"] if args.transductive else []
+    if preset in BASELINES:
+        return [sys.executable, str(REPO / "examples" / "frozen_probe.py"), *common, *(["--coral"] if preset.endswith("coral") else [])]
+    return [sys.executable, str(REPO / "examples" / "train_ctrilora.py"), *common, "--preset", preset, *train_extra]
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args, train_extra = parse_arguments(argv)
+    root = Path(args.output_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    pending = [(preset, seed) for preset in args.presets for seed in args.seeds
+               if not (run_folder(root, preset, seed) / "evaluation" / "results.json").is_file()]
+    failures: dict[str, str] = {}
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    for preset, seed in tqdm(pending, desc="ablation runs", unit="run"):
+        folder = run_folder(root, preset, seed)
+        folder.mkdir(parents=True, exist_ok=True)
+        log_path = folder.parent / f"seed-{seed}.log"
+        start = time.time()
+        with open(log_path, "w", encoding="utf-8") as log:
+            completed = subprocess.run(run_command(args, preset, seed, train_extra), stdout=log, stderr=subprocess.STDOUT,
+                                       env=environment, cwd=REPO)
+        elapsed = time.time() - start
+        if completed.returncode != 0:
+            tail = log_path.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-3:]
+            failures[f"{preset}/seed-{seed}"] = f"exit {completed.returncode} after {elapsed:.0f} s; log {log_path}: {' | '.join(tail)}"
+            tqdm.write(f"FAILED {preset} seed {seed}: see {log_path}")
+        else:
+            (folder / "wall_time.json").write_text(json.dumps({"seconds": elapsed}) + "\n", encoding="utf-8")
+    runs = load_runs(root, args.presets, args.seeds)
+    if not runs:
+        raise SystemExit(f"no run finished; see the logs under {root}")
+    summary = summarise(runs, root)
+    plots = write_figures(runs, summary, root)
+    report = {"presets": args.presets, "seeds": args.seeds, **summary, "failures": failures, "plots": plots}
+    (root / "ablation.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    (root / "ablation.md").write_text(render_ablation_report(summary, failures, plots), encoding="utf-8")
+    print(f"ablation table: {root / 'ablation.md'}" + (f" ({len(failures)} run(s) failed)" if failures else ""))
+    return report
+
+
+if __name__ == "__main__":
+    main()

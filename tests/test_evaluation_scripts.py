@@ -1,0 +1,105 @@
+"""The evaluation and ablation scripts end to end on tiny generated corpora."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest_data import make_csv_corpus
+from modeling_ctrilora import WhisperForTriLoRA
+from trainer import experiment
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "examples"))
+
+
+@pytest.fixture(scope="module")
+def corpora(tmp_path_factory):
+    root = tmp_path_factory.mktemp("corpora")
+    return (
+        make_csv_corpus(root / "src", speakers=("01", "02", "03", "04"), seconds=0.5),
+        make_csv_corpus(root / "tgt", speakers=("11", "12", "13", "14"), seconds=0.4),
+    )
+
+
+def test_evaluate_script_rebuilds_the_runs_data_and_writes_the_report(corpora, tiny_whisper_dir, tmp_path, monkeypatch):
+    import evaluate_ctrilora
+    import train_ctrilora
+
+    monkeypatch.setattr(experiment, "CACHE_HOME", tmp_path / "cache")
+    source, target = corpora
+    run = tmp_path / "run"
+    trained = train_ctrilora.main([
+        "--base_model", tiny_whisper_dir, "--source", source, "--target", target, "--output_dir", str(run),
+        "--max_steps", "2", "--per_device_train_batch_size", "8", "--factor_dim", "16", "--use_cpu",
+    ])
+    out = tmp_path / "evaluation-again"
+    results = evaluate_ctrilora.main([
+        "--checkpoint", str(run), "--output_dir", str(out), "--compare", f"itself={run / 'evaluation'}",
+    ])
+    # Same checkpoint, same splits → the same numbers as the evaluation at the end of training.
+    assert results["cross_corpus"] == trained["cross_corpus"]
+    assert results["in_domain"]["n"] == trained["in_domain"]["n"]
+    comparisons = results["comparisons"]["mcnemar"]
+    assert {row["split"] for row in comparisons} == {"in_domain", "cross_corpus"}
+    assert all(row["p_value"] == 1.0 for row in comparisons)  # a model never disagrees with itself
+    report = (out / "report.md").read_text()
+    on_disk = json.loads((out / "results.json").read_text())
+    for section in ("in_domain", "cross_corpus"):
+        for metric in ("uar", "macro_f1", "accuracy"):
+            assert f"{100 * on_disk[section][metric]:.2f}" in report
+    for key in ("raw", "in_domain_T", "adaptive_T"):
+        assert f"{100 * on_disk['calibration']['ece']['cross_corpus'][key]:.2f}" in report
+    reloaded = WhisperForTriLoRA.from_pretrained(run)
+    assert reloaded.config.in_domain_temperature == pytest.approx(on_disk["calibration"]["temperatures"]["in_domain"])
+    for plot in on_disk["plots"].values():
+        assert (out / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_evaluate_script_rejects_a_folder_that_is_not_a_run(tmp_path):
+    import evaluate_ctrilora
+
+    with pytest.raises(FileNotFoundError, match="run_arguments.json"):
+        evaluate_ctrilora.main(["--checkpoint", str(tmp_path)])
+
+
+def test_run_ablations_writes_the_table_and_resumes(corpora, tiny_whisper_dir, tmp_path, monkeypatch):
+    import run_ablations
+
+    monkeypatch.setenv("CTRILORA_CACHE", str(tmp_path / "cache"))
+    source, target = corpora
+    argv = ["--presets", "full", "shared_head", "--seeds", "0", "1", "--output_dir", str(tmp_path / "abl"),
+            "--base_model", tiny_whisper_dir, "--source", source, "--target", target,
+            "--", "--max_steps", "2", "--per_device_train_batch_size", "8", "--factor_dim", "16", "--use_cpu"]
+    report = run_ablations.main(argv)
+    assert report["failures"] == {}
+    assert set(report["table"]) == {"full", "shared_head"}
+    assert report["table"]["full"]["cross_corpus_macro_f1"]["n"] == 2
+    assert set(report["wilcoxon"]) == {"shared_head"}
+    assert len(report["mcnemar"]) == 4  # 2 seeds × 2 splits
+    markdown = (tmp_path / "abl" / "ablation.md").read_text()
+    row = report["table"]["shared_head"]["cross_corpus_uar"]
+    assert f"{100 * row['mean']:.2f} ± {100 * row['sd']:.2f}" in markdown
+    for plot in report["plots"].values():
+        assert (tmp_path / "abl" / plot).stat().st_size > 1000
+    stamps = {path: path.stat().st_mtime_ns for path in (tmp_path / "abl").glob("*/seed-*/evaluation/results.json")}
+    assert len(stamps) == 4
+    again = run_ablations.main(argv)
+    assert {path: path.stat().st_mtime_ns for path in stamps} == stamps  # nothing was re-run
+    assert again["table"] == report["table"]
+
+
+def test_run_ablations_reports_a_run_that_dies(corpora, tiny_whisper_dir, tmp_path, monkeypatch):
+    import run_ablations
+
+    monkeypatch.setenv("CTRILORA_CACHE", str(tmp_path / "cache"))
+    source, target = corpora
+    argv = ["--presets", "full", "--seeds", "0", "--output_dir", str(tmp_path / "abl"),
+            "--base_model", tiny_whisper_dir, "--source", source, "--target", target,
+            "--", "--max_steps", "1", "--factor_dim", "-3", "--use_cpu"]
+    with pytest.raises(SystemExit, match="no run finished"):
+        run_ablations.main(argv)
+    assert (tmp_path / "abl" / "full" / "seed-0.log").read_text()
