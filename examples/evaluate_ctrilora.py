@@ -21,7 +21,6 @@ import os
 import sys
 from pathlib import Path
 
-import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -66,10 +65,10 @@ def main(argv: list[str] | None = None) -> dict:
     if args.transcribe:
         from modeling_ctrilora.transcribe import transcribe
 
-        def transcriber(batch: dict[str, torch.Tensor]) -> list[str]:
-            return transcribe(model, batch["input_features"], batch["attention_mask"], data.tokenizer,
-                              language=data.languages["source"] or None)
-
+        language = data.languages["source"] or None
+        transcriber = lambda batch: transcribe(  # noqa: E731 — a one-line closure over the model and tokenizer
+            model, batch["input_features"], batch["attention_mask"], data.tokenizer, language=language
+        )
     state_path = checkpoint / "trainer_state.json"
     log_history = json.loads(state_path.read_text())["log_history"] if state_path.is_file() else None
     results = evaluate_experiment(

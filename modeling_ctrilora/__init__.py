@@ -4,6 +4,7 @@ from transformers import AutoConfig, AutoModel, AutoModelForAudioClassification
 
 from .configuration_ctrilora import CTriLoRAConfig
 from .modeling_ctrilora import CTriLoRAOutput, FiLM, GradientReversal, TriLoRARouter, WhisperForTriLoRA
+from .pipeline import CTriLoRAAudioClassificationPipeline  # registers the calibrated audio-classification pipeline
 from .presets import ABLATION_PRESETS, PresetSpec, resolve_preset
 
 AutoConfig.register(CTriLoRAConfig.model_type, CTriLoRAConfig, exist_ok=True)
@@ -12,6 +13,7 @@ AutoModelForAudioClassification.register(CTriLoRAConfig, WhisperForTriLoRA, exis
 
 __all__ = [
     "ABLATION_PRESETS",
+    "CTriLoRAAudioClassificationPipeline",
     "CTriLoRAConfig",
     "CTriLoRAOutput",
     "FiLM",

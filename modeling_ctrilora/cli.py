@@ -1,0 +1,180 @@
+"""The `ctrilora` command line.
+
+Subcommands are argparse sub-parsers; each is installed by an `add_<name>_parser(subparsers)` function listed in
+`COMMANDS`, which registers its arguments and sets `handler` to the function that runs it and returns the exit status.
+`ctrilora train` / `ctrilora evaluate` plug in the same way.
+
+`ctrilora predict FILE... --model PATH_OR_HUB_ID` prints, per file, the emotion and its calibrated confidence (the
+`audio-classification` pipeline of `modeling_ctrilora.pipeline`: true-length features, the fitted temperature of
+`--domain`), optionally the top-k scores and the transcript from the model's own decoder (`--transcribe`). A file that
+is missing, unreadable or longer than the model's window gets an error line on stderr naming it; the other files are
+still processed and the exit status is 1. `--json` prints one JSON document: a list with one object per file.
+
+Exit status: 0 all files predicted; 1 at least one file failed; 2 bad arguments or a model that cannot be loaded.
+
+Example:
+    $ ctrilora predict clip1.wav clip2.flac --model me/ctrilora-kazemotts --domain target --top_k 3
+    clip1.wav: angry 0.712, neutral 0.153, sad 0.081
+    clip2.flac: sad 0.644, happy 0.201, neutral 0.090
+    $ ctrilora predict clip1.wav --model runs/full/checkpoint-500 --transcribe --language kk --json
+    [{"file": "clip1.wav", "emotion": "angry", "confidence": 0.712, ...}]
+
+    >>> from modeling_ctrilora.cli import main
+    >>> main(["predict", "clip1.wav", "--model", "runs/full/checkpoint-500"])  # doctest: +SKIP
+    0
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from importlib import metadata
+from typing import Any, Callable
+
+from tqdm import tqdm
+from transformers import AutoFeatureExtractor, AutoTokenizer, pipeline
+
+from .modeling_ctrilora import WhisperForTriLoRA
+from .pipeline import AudioInputError, extract_features, load_audio
+from .transcribe import transcribe
+
+PROG = "ctrilora"
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be ≥ 1, got {value}")
+    return value
+
+
+def add_predict_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Install `ctrilora predict`."""
+    parser = subparsers.add_parser(
+        "predict",
+        help="emotion (and optionally transcript) of audio files",
+        description="Predict the emotion of each audio file with a C-TriLoRA model: calibrated confidence, "
+        "optionally the top-k emotions and the transcript from the model's decoder.",
+    )
+    parser.add_argument("files", nargs="+", metavar="FILE", help="audio files (WAV, FLAC, OGG, MP3; ≤ 30 s each)")
+    parser.add_argument("--model", required=True, help="checkpoint folder or Hugging Face Hub id")
+    parser.add_argument(
+        "--domain",
+        choices=("in_domain", "target"),
+        default="in_domain",
+        help="temperature: 'in_domain' for source-like audio, 'target' (domain-adaptive) for target-like audio",
+    )
+    parser.add_argument("--top_k", type=_positive_int, default=1, help="emotions listed per file (default 1)")
+    parser.add_argument("--transcribe", action="store_true", help="also transcribe with the model's decoder")
+    parser.add_argument("--language", default=None, help="transcription language, e.g. 'kk' (default: detected)")
+    parser.add_argument(
+        "--max_new_tokens", type=_positive_int, default=128, help="longest transcript in tokens (default 128)"
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON document instead of text lines")
+    parser.add_argument("--device", default=None, help="torch device, e.g. 'cuda:0' (default: CPU)")
+    parser.set_defaults(handler=run_predict)
+
+
+def _report(message: str, kind: str = "error") -> None:
+    # tqdm.write keeps the progress bar intact when both share the terminal.
+    tqdm.write(f"{PROG} predict: {kind}: {message}", file=sys.stderr)
+
+
+def _text_line(record: dict[str, Any]) -> str:
+    line = f"{record['file']}: " + ", ".join(f"{item['label']} {item['score']:.3f}" for item in record["scores"])
+    if record.get("transcript") is not None:
+        line += f"\n    transcript: {record['transcript']}"
+    return line
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    """Run `ctrilora predict`; returns the exit status."""
+    try:
+        model = WhisperForTriLoRA.from_pretrained(args.model).eval()
+        feature_extractor = AutoFeatureExtractor.from_pretrained(args.model)
+        tokenizer = AutoTokenizer.from_pretrained(args.model) if args.transcribe else None
+    except (OSError, ValueError) as error:
+        _report(f"cannot load model {args.model!r}: {error}")
+        return 2
+    classifier = pipeline("audio-classification", model=model, feature_extractor=feature_extractor, device=args.device)
+    if args.domain == "target" and model.config.target_temperature is None:
+        _report("the model has no domain-adaptive temperature; using the in-domain one", kind="warning")
+
+    rate = feature_extractor.sampling_rate
+    records, failures = [], 0
+    # One file needs no bar; for several, tqdm shows one on stderr when it is a terminal (disable=None).
+    progress = tqdm(args.files, desc="predict", unit="file", file=sys.stderr, disable=True if len(args.files) < 2 else None)
+    for path in progress:
+        try:
+            audio = load_audio(path, rate)
+            try:
+                features = extract_features(feature_extractor, audio, model.config)
+            except AudioInputError as error:
+                raise AudioInputError(f"{path}: {error}") from None
+            scores = classifier({"raw": audio, "sampling_rate": rate}, top_k=args.top_k, domain=args.domain)
+        except AudioInputError as error:
+            failures += 1
+            _report(str(error))
+            records.append({"file": path, "error": str(error)})
+            continue
+        record = {
+            "file": path,
+            "emotion": scores[0]["label"],
+            "confidence": scores[0]["score"],
+            "scores": scores,
+            "domain": args.domain,
+            "error": None,
+        }
+        if tokenizer is not None:
+            features = features.to(model.device)
+            record["transcript"] = transcribe(
+                model, features["input_features"], features["attention_mask"], tokenizer,
+                language=args.language, max_new_tokens=args.max_new_tokens,
+            )[0]
+        records.append(record)
+        if not args.json:
+            tqdm.write(_text_line(record), file=sys.stdout)
+    if args.json:
+        print(json.dumps(records, ensure_ascii=False, indent=2))
+    return 1 if failures else 0
+
+
+COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (add_predict_parser,)
+
+
+def _version() -> str:
+    try:
+        return metadata.version(PROG)
+    except metadata.PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The `ctrilora` parser with every subcommand in `COMMANDS`."""
+    parser = argparse.ArgumentParser(
+        prog=PROG, description="C-TriLoRA: cross-corpus speech emotion recognition on Whisper."
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for install in COMMANDS:
+        install(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `ctrilora` console script; returns the exit status.
+
+    Example:
+        >>> main(["predict", "a.wav", "b.wav", "--model", "me/ctrilora-kazemotts", "--json"])  # doctest: +SKIP
+        0
+    """
+    args = build_parser().parse_args(argv)
+    return args.handler(args)
+
+
+__all__ = ["COMMANDS", "add_predict_parser", "build_parser", "main", "run_predict"]
+
+
+if __name__ == "__main__":
+    sys.exit(main())

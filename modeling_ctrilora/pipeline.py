@@ -1,0 +1,254 @@
+"""The `audio-classification` pipeline for C-TriLoRA: clips at their true length, calibrated probabilities.
+
+The stock `AudioClassificationPipeline` pads every clip to Whisper's 30 s window without a frame mask (85–93 % of the
+encoder's work is padding on 2–5 s emotion clips, and a model with a shorter window rejects it), and scores with a
+plain softmax. For a `WhisperForTriLoRA` model, `CTriLoRAAudioClassificationPipeline` instead
+
+- reads files with soundfile (no ffmpeg), downmixes to mono and resamples to the feature extractor's rate with librosa;
+- extracts log-Mel features at the clip's true length (`padding="longest"`, padded to an even frame count, which
+  Whisper's stride-2 convolution needs) with the frame `attention_mask` — or the stock 30 s pad for a model configured
+  with `input_padding="pad_to_30s"`;
+- scores with `model.predict_emotion(..., domain=...)`: softmax after the fitted temperature, `"in_domain"` (source
+  validation) or `"target"` (domain-adaptive).
+
+Importing this module registers the class for the `"audio-classification"` task (`register_ctrilora_pipeline`). For
+every other model the class runs the stock code unchanged, so registering it does not alter other pipelines.
+
+Example:
+    >>> import modeling_ctrilora.pipeline  # done by `import modeling_ctrilora`
+    >>> from transformers import pipeline
+    >>> classifier = pipeline("audio-classification", model="me/ctrilora-kazemotts")  # doctest: +SKIP
+    >>> classifier("clip.wav", domain="target", top_k=2)  # doctest: +SKIP
+    [{'score': 0.71, 'label': 'angry'}, {'score': 0.12, 'label': 'neutral'}]
+"""
+
+from __future__ import annotations
+
+import io
+import logging as std_logging
+import os
+from typing import Any
+
+import librosa
+import numpy as np
+import soundfile
+import torch
+from transformers import AutoModelForAudioClassification, BatchFeature, FeatureExtractionMixin, PretrainedConfig
+from transformers.pipelines import PIPELINE_REGISTRY, AudioClassificationPipeline
+
+from .modeling_ctrilora import WhisperForTriLoRA
+
+TASK = "audio-classification"
+DOMAINS = ("in_domain", "target")
+
+
+class AudioInputError(ValueError):
+    """An audio input the model cannot take: missing, unreadable, empty, or longer than the model's window."""
+
+
+def load_audio(source: str | os.PathLike | bytes, sampling_rate: int = 16000) -> np.ndarray:
+    """Read an audio file (or its bytes) as mono float32 at `sampling_rate`.
+
+    soundfile decodes WAV/FLAC/OGG/MP3 without system FFmpeg; channels are averaged; librosa (soxr) resamples.
+
+    Raises:
+        AudioInputError: the file is missing, cannot be decoded, or holds no samples. The message names the file.
+
+    Example:
+        >>> audio = load_audio("clip.wav")  # doctest: +SKIP
+        >>> audio.dtype, audio.ndim  # doctest: +SKIP
+        (dtype('float32'), 1)
+    """
+    name = "<bytes>" if isinstance(source, bytes) else os.fspath(source)
+    if not isinstance(source, bytes) and not os.path.isfile(source):
+        raise AudioInputError(f"{name}: no such file")
+    try:
+        data, rate = soundfile.read(io.BytesIO(source) if isinstance(source, bytes) else source, dtype="float32",
+                                    always_2d=True)
+    except (soundfile.LibsndfileError, RuntimeError, TypeError) as error:
+        raise AudioInputError(f"{name}: cannot decode audio ({error})") from error
+    if data.size == 0:
+        raise AudioInputError(f"{name}: the file holds no audio samples")
+    return _resample(data.mean(axis=1), rate, sampling_rate)
+
+
+def _resample(audio: np.ndarray, rate: int, sampling_rate: int) -> np.ndarray:
+    if rate != sampling_rate:
+        audio = librosa.resample(audio, orig_sr=rate, target_sr=sampling_rate)
+    return np.ascontiguousarray(audio, dtype=np.float32)
+
+
+def max_clip_samples(config: PretrainedConfig, feature_extractor: FeatureExtractionMixin) -> int:
+    """Longest clip (in samples) the encoder takes: 2·max_source_positions mel frames (30 s for real Whisper)."""
+    return 2 * int(config.max_source_positions) * int(feature_extractor.hop_length)
+
+
+def extract_features(
+    feature_extractor: FeatureExtractionMixin, audio: np.ndarray, config: PretrainedConfig
+) -> BatchFeature:
+    """Whisper log-Mel features of one clip as `WhisperForTriLoRA` expects them.
+
+    `input_padding="short"` (default): true length, padded by at most one hop to an even frame count, with the frame
+    `attention_mask` marking the real frames. `"pad_to_30s"`: the stock path, padded to the full window.
+
+    Args:
+        feature_extractor: the checkpoint's `WhisperFeatureExtractor`.
+        audio: mono waveform at `feature_extractor.sampling_rate`.
+        config: the model's config (`max_source_positions`, `input_padding`).
+
+    Returns:
+        `input_features` (1, n_mels, T) and `attention_mask` (1, T) tensors.
+
+    Raises:
+        AudioInputError: the clip is longer than the model's window (Whisper: 30 s) — split it first.
+
+    Example:
+        >>> features = extract_features(feature_extractor, np.zeros(16000, np.float32), model.config)  # doctest: +SKIP
+        >>> features["input_features"].shape, int(features["attention_mask"].sum())  # doctest: +SKIP
+        (torch.Size([1, 80, 100]), 100)
+    """
+    limit = max_clip_samples(config, feature_extractor)
+    if len(audio) > limit:
+        rate = feature_extractor.sampling_rate
+        raise AudioInputError(
+            f"clip is {len(audio) / rate:.1f} s; this model takes at most {limit / rate:.1f} s (split the clip first)"
+        )
+    if len(audio) == 0:
+        raise AudioInputError("clip holds no audio samples")
+    if getattr(config, "input_padding", "short") == "pad_to_30s":
+        padding = {"padding": "max_length", "max_length": limit}
+    else:
+        padding = {"padding": "longest", "pad_to_multiple_of": 2 * int(feature_extractor.hop_length)}
+    return feature_extractor(
+        audio,
+        sampling_rate=feature_extractor.sampling_rate,
+        return_attention_mask=True,
+        return_tensors="pt",
+        **padding,
+    )
+
+
+class CTriLoRAAudioClassificationPipeline(AudioClassificationPipeline):
+    """`audio-classification` with calibrated scores for `WhisperForTriLoRA`; the stock pipeline for other models.
+
+    Inputs are those of `AudioClassificationPipeline`: a file path, the file's bytes, a waveform at the feature
+    extractor's rate, or `{"raw" | "array": waveform, "sampling_rate": int}` (resampled with librosa). Extra
+    call/constructor argument, C-TriLoRA models only:
+
+    domain (`str`, defaults to `"in_domain"`):
+        Which fitted temperature turns logits into probabilities: `"in_domain"` for audio like the source corpus,
+        `"target"` for audio like the target corpus (falls back to the in-domain one when none was fitted).
+
+    Scores are `model.predict_emotion` probabilities, best first, `top_k` of them (default 5, capped at the number of
+    emotions); `function_to_apply` is not accepted, the probabilities are always the calibrated softmax.
+    Batching (`batch_size > 1`) pads clips in time and masks the padding, so no clip's score depends on its batch.
+
+    Example:
+        >>> from transformers import pipeline
+        >>> classifier = pipeline("audio-classification", model="runs/full/checkpoint-500")  # doctest: +SKIP
+        >>> classifier(["a.wav", "b.wav"], batch_size=2, domain="target")  # doctest: +SKIP
+    """
+
+    def _is_ctrilora(self) -> bool:
+        return isinstance(self.model, WhisperForTriLoRA)
+
+    def _sanitize_parameters(self, top_k=None, function_to_apply=None, domain=None, **kwargs):
+        if not self._is_ctrilora():
+            if domain is not None:
+                raise ValueError(f"`domain` applies to C-TriLoRA models only, not {type(self.model).__name__}")
+            return super()._sanitize_parameters(top_k=top_k, function_to_apply=function_to_apply, **kwargs)
+        if function_to_apply is not None:
+            raise ValueError(
+                "C-TriLoRA scores are always the temperature-calibrated softmax; drop `function_to_apply` "
+                "(use `domain` to choose the temperature)"
+            )
+        forward_params = {}
+        if domain is not None:
+            if domain not in DOMAINS:
+                raise ValueError(f"domain={domain!r}; expected one of {DOMAINS}")
+            forward_params["domain"] = domain
+        _, _, postprocess_params = super()._sanitize_parameters(top_k=top_k)
+        return {}, forward_params, postprocess_params
+
+    def _waveform(self, inputs: Any) -> np.ndarray:
+        """Any accepted input → mono float32 waveform at the feature extractor's rate."""
+        rate = self.feature_extractor.sampling_rate
+        if isinstance(inputs, (str, os.PathLike, bytes)):
+            return load_audio(inputs, rate)
+        if isinstance(inputs, dict):
+            if "sampling_rate" not in inputs or not ("raw" in inputs or "array" in inputs):
+                raise ValueError(
+                    'a dict input needs the waveform under "raw" or "array" and its "sampling_rate"'
+                )
+            waveform = inputs["raw"] if "raw" in inputs else inputs["array"]
+            rate_in = inputs["sampling_rate"]
+        else:
+            waveform, rate_in = inputs, rate
+        if isinstance(waveform, torch.Tensor):
+            waveform = waveform.cpu().numpy()
+        waveform = np.asarray(waveform, dtype=np.float32)
+        if waveform.ndim != 1:
+            raise ValueError(f"expected a mono waveform (1-D), got shape {waveform.shape}")
+        return _resample(waveform, int(rate_in), rate)
+
+    def preprocess(self, inputs):
+        if not self._is_ctrilora():
+            return super().preprocess(inputs)
+        features = extract_features(self.feature_extractor, self._waveform(inputs), self.model.config)
+        # Stored time-major (1, T, n_mels): the stock batch collate pads dimension 1, so for batch_size > 1 it pads in
+        # time (with zeros, mask 0) instead of across mel bins.
+        return {"frames": features["input_features"].transpose(1, 2), "attention_mask": features["attention_mask"]}
+
+    def _forward(self, model_inputs, domain: str = "in_domain"):
+        if not self._is_ctrilora():
+            return super()._forward(model_inputs)
+        features = model_inputs["frames"].transpose(1, 2)
+        probabilities = self.model.predict_emotion(features, model_inputs["attention_mask"], domain=domain)
+        return {"probabilities": probabilities}
+
+    def postprocess(self, model_outputs, top_k=5, function_to_apply=None):
+        if not self._is_ctrilora():
+            return super().postprocess(model_outputs, top_k=top_k, function_to_apply=function_to_apply)
+        scores, ids = model_outputs["probabilities"][0].topk(top_k)
+        return [
+            {"score": score, "label": self.model.config.id2label[index]}
+            for score, index in zip(scores.tolist(), ids.tolist())
+        ]
+
+
+def register_ctrilora_pipeline() -> None:
+    """Make `transformers.pipeline("audio-classification", ...)` use `CTriLoRAAudioClassificationPipeline`.
+
+    Idempotent. Keeps the task's model classes, default model and type, so other models get the stock behaviour.
+    """
+    current = PIPELINE_REGISTRY.supported_tasks.get(TASK, {})
+    if current.get("impl") is CTriLoRAAudioClassificationPipeline:
+        return
+    # `register_pipeline` warns that it overwrites a built-in task, which is the point here; keep imports quiet.
+    registry_logger = std_logging.getLogger("transformers.pipelines.base")
+    level = registry_logger.level
+    registry_logger.setLevel(std_logging.ERROR)
+    try:
+        PIPELINE_REGISTRY.register_pipeline(
+            TASK,
+            pipeline_class=CTriLoRAAudioClassificationPipeline,
+            pt_model=tuple(current.get("pt", ())) or AutoModelForAudioClassification,
+            default=current.get("default"),
+            type=current.get("type", "audio"),
+        )
+    finally:
+        registry_logger.setLevel(level)
+
+
+register_ctrilora_pipeline()
+
+
+__all__ = [
+    "AudioInputError",
+    "CTriLoRAAudioClassificationPipeline",
+    "DOMAINS",
+    "extract_features",
+    "load_audio",
+    "max_clip_samples",
+    "register_ctrilora_pipeline",
+]
