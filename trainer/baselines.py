@@ -45,7 +45,6 @@ import torch
 from peft.tuners.tuners_utils import BaseTunerLayer
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
-from threadpoolctl import threadpool_limits
 
 from modeling_ctrilora import WhisperForTriLoRA
 
@@ -428,10 +427,7 @@ def write_prediction_report(
     }
     per_clip = {split: predictions[split].to_json(id2label) for split in ("source_test", "target_test")}
     (out / "predictions.json").write_text(json.dumps(per_clip, ensure_ascii=False) + "\n", encoding="utf-8")
-    # One OpenMP thread for the plots' t-SNE: on busy cores sklearn's multi-threaded Barnes-Hut loop spends its
-    # time in thread barriers (measured: 12 s vs 0.1 s for 24 points with the other core loaded).
-    with threadpool_limits(limits=1, user_api="openmp"):
-        results["plots"] = write_plots(results, predictions, calibration["temperatures"], out)
+    results["plots"] = write_plots(results, predictions, calibration["temperatures"], out)
     results.update(extra or {})
     if started is not None:
         results["wall_time_s"] = round(time.perf_counter() - started, 3)
