@@ -42,6 +42,8 @@ from typing import Any
 import datasets
 import numpy as np
 import torch
+
+from modeling_ctrilora.modeling_ctrilora import IGNORE_INDEX
 from peft.tuners.tuners_utils import BaseTunerLayer
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
@@ -59,7 +61,6 @@ SPLITS: tuple[str, ...] = ("source_train", "source_validation", "source_test", "
 # Inverse L2 strengths tried on source validation: from strongly regularised (a few hundred training clips against
 # d_model = 512 features) to nearly unregularised.
 DEFAULT_C_GRID: tuple[float, ...] = (1e-3, 1e-2, 1e-1, 1.0, 10.0)
-IGNORE_INDEX = -100
 # Part of the feature-cache key: change it whenever what is extracted per clip changes.
 FEATURE_VERSION = "whisper-encoder-layer-masked-mean-v1"
 

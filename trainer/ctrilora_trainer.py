@@ -218,9 +218,4 @@ class CTriLoRATrainer(Trainer):
         super().log(logs, start_time)
 
 
-def loss_term_names() -> list[str]:
-    """Names under which the trainer logs the weighted loss terms (train; `eval_` prefixed for evaluation)."""
-    return [f"loss_{term}" for term in LOSS_TERMS]
-
-
-__all__ = ["CTriLoRATrainer", "gather_with_gradients", "loss_term_names"]
+__all__ = ["CTriLoRATrainer", "gather_with_gradients"]

@@ -47,7 +47,6 @@ from .plots import (
 from .statistics import mcnemar
 
 SCHEMA_VERSION = 1
-IGNORE_INDEX = -100
 
 
 @dataclass

@@ -30,10 +30,10 @@ import numpy as np
 import torch
 from transformers import PreTrainedTokenizerBase, WhisperFeatureExtractor
 
+from modeling_ctrilora.modeling_ctrilora import IGNORE_INDEX
 from trainer.corpora import load_audio
 from trainer.sampler import normalize_transcript
 
-IGNORE_INDEX = -100
 WHISPER_MAX_FRAMES = 3000  # 30 s at a 10 ms hop: the stock encoder's only accepted length.
 # Whisper's log-Mel is clamped at (max - 8) in log10 units then mapped by (x + 4) / 4, so its floor sits 2.0 below
 # the clip's maximum, and never below the value of digital silence, log10(1e-10) -> (-10 + 4) / 4.
