@@ -42,11 +42,11 @@ from typing import Any
 import datasets
 import numpy as np
 import torch
-
-from modeling_ctrilora.modeling_ctrilora import IGNORE_INDEX
 from peft.tuners.tuners_utils import BaseTunerLayer
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
+
+from modeling_ctrilora.modeling_ctrilora import IGNORE_INDEX
 
 from modeling_ctrilora import WhisperForTriLoRA
 
