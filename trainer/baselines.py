@@ -46,9 +46,8 @@ from peft.tuners.tuners_utils import BaseTunerLayer
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
-from modeling_ctrilora.modeling_ctrilora import IGNORE_INDEX
-
 from modeling_ctrilora import WhisperForTriLoRA
+from modeling_ctrilora.modeling_ctrilora import IGNORE_INDEX
 
 from . import experiment
 from .evaluation import SCHEMA_VERSION, Predictions, calibration_section, classification_section, write_plots, write_results
