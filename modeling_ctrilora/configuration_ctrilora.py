@@ -8,6 +8,7 @@ from transformers import WhisperConfig
 from .presets import ABLATION_PRESETS, resolve_preset
 
 PADDING_MODES = ("short", "pad_to_30s")
+POOLED_NORMALIZATIONS = ("batch", "none")
 DEFAULT_EMOTIONS = ("neutral", "happy", "sad", "angry", "fear", "surprise")
 
 
@@ -42,6 +43,13 @@ class CTriLoRAConfig(WhisperConfig):
         `"short"`: any even frame count ≤ 2·max_source_positions, positions sliced, padded frames masked in the
         encoder's self-attention and in pooling. `"pad_to_30s"`: stock Whisper path, exactly 3000 frames, no
         encoder masking (pooling still skips frames the `attention_mask` marks as padding).
+    pooled_normalization (`str`, defaults to `"batch"`):
+        How the pooled encoder state h̄ is standardised before the router / Shared-Head projection. `"batch"`:
+        per-dimension standardisation with running statistics (a `BatchNorm1d` without affine parameters; in training
+        over the source and target clips of the step). Whisper's pooled state has a few large constant dimensions
+        (≈ 11 in whisper-base) beside per-clip variation of ≈ 0.1, so without it the factors start almost constant
+        across clips and the softmax gates collapse onto the emotion stream; the speaker head then stays at chance.
+        `"none"`: h̄ as is (the paper's formula read literally).
     preset (`str`, defaults to `"full"`):
         Ablation preset (Table I row); see `modeling_ctrilora.presets`.
     in_domain_temperature (`float`, defaults to 1.0), target_temperature (`float`, *optional*):
@@ -75,6 +83,7 @@ class CTriLoRAConfig(WhisperConfig):
     grl_gamma: float | int = 10.0
     grl_max_coefficient: float | int = 1.0
     input_padding: str = "short"
+    pooled_normalization: str = "batch"
     preset: str = "full"
     in_domain_temperature: float | int = 1.0
     target_temperature: float | int | None = None
@@ -90,6 +99,10 @@ class CTriLoRAConfig(WhisperConfig):
         """Part of `@strict` validation: every C-TriLoRA knob in range."""
         if self.input_padding not in PADDING_MODES:
             raise ValueError(f"input_padding={self.input_padding!r}; expected one of {PADDING_MODES}")
+        if self.pooled_normalization not in POOLED_NORMALIZATIONS:
+            raise ValueError(
+                f"pooled_normalization={self.pooled_normalization!r}; expected one of {POOLED_NORMALIZATIONS}"
+            )
         if self.preset not in ABLATION_PRESETS:
             raise ValueError(f"preset={self.preset!r}; expected one of {', '.join(ABLATION_PRESETS)}")
         for name in ("num_speakers", "factor_rank", "factor_dim", "lora_r"):
@@ -129,4 +142,4 @@ class CTriLoRAConfig(WhisperConfig):
         return {term: (weight if term in kept else 0.0) for term, weight in self.loss_weights.items()}
 
 
-__all__ = ["CTriLoRAConfig", "DEFAULT_EMOTIONS", "PADDING_MODES"]
+__all__ = ["CTriLoRAConfig", "DEFAULT_EMOTIONS", "PADDING_MODES", "POOLED_NORMALIZATIONS"]

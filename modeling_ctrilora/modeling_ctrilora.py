@@ -119,6 +119,34 @@ class GradientReversal(nn.Module):
         return _ReverseGradient.apply(hidden_states, self.coefficient)
 
 
+class FactorLinear(nn.Linear):
+    """A linear map of the router, the Shared-Head projection or a head, initialised with std 1/√fan_in.
+
+    Whisper's own init (std 0.02) suits its wide residual stream; chained through the router's d → r_f → d_z streams
+    and a head it makes the factors and logits ≈ 0, so the heads see almost nothing to learn from at the start.
+    """
+
+
+class ZeroInitLinear(nn.Linear):
+    """A linear map initialised to zero (FiLM's γ and β), so the modulated decoder starts as the pretrained one."""
+
+
+class PooledStandardization(nn.BatchNorm1d):
+    """Per-dimension standardisation of the pooled state h̄ with running statistics (no affine parameters).
+
+    In training a step's clips (source and target together) give the statistics; a training batch of one clip, which
+    has no variance, uses the running statistics instead of failing.
+    """
+
+    def __init__(self, dim: int):
+        super().__init__(dim, affine=False)
+
+    def forward(self, pooled: torch.Tensor) -> torch.Tensor:
+        if self.training and pooled.shape[0] < 2:
+            return nn.functional.batch_norm(pooled, self.running_mean, self.running_var, training=False, eps=self.eps)
+        return super().forward(pooled)
+
+
 class TriLoRARouter(nn.Module):
     """Conditional Tri-LoRA routing of the pooled encoder state h̄ (size d) into three factors.
 
@@ -128,9 +156,11 @@ class TriLoRARouter(nn.Module):
 
     def __init__(self, config: CTriLoRAConfig):
         super().__init__()
-        self.gate = nn.Linear(config.d_model, len(FACTOR_NAMES))
-        self.down = nn.ModuleDict({name: nn.Linear(config.d_model, config.factor_rank, bias=False) for name in FACTOR_NAMES})
-        self.up = nn.ModuleDict({name: nn.Linear(config.factor_rank, config.factor_dim) for name in FACTOR_NAMES})
+        self.gate = FactorLinear(config.d_model, len(FACTOR_NAMES))
+        self.down = nn.ModuleDict(
+            {name: FactorLinear(config.d_model, config.factor_rank, bias=False) for name in FACTOR_NAMES}
+        )
+        self.up = nn.ModuleDict({name: FactorLinear(config.factor_rank, config.factor_dim) for name in FACTOR_NAMES})
 
     def forward(self, pooled: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         """pooled (B, d) → ({"lex", "emo", "spk"}: (B, d_z), gates (B, 3))."""
@@ -147,8 +177,8 @@ class FiLM(nn.Module):
 
     def __init__(self, config: CTriLoRAConfig):
         super().__init__()
-        self.scale = nn.Linear(config.factor_dim, config.d_model)
-        self.shift = nn.Linear(config.factor_dim, config.d_model)
+        self.scale = ZeroInitLinear(config.factor_dim, config.d_model)
+        self.shift = ZeroInitLinear(config.factor_dim, config.d_model)
 
     def forward(self, hidden_states: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
         return hidden_states * (1 + self.scale(condition)[:, None, :]) + self.shift(condition)[:, None, :]
@@ -182,15 +212,17 @@ class WhisperForTriLoRA(WhisperPreTrainedModel):
         super().__init__(config)
         self.preset = resolve_preset(config.preset)
         self.model = WhisperModel(config)
+        if config.pooled_normalization == "batch":
+            self.pooled_standardization = PooledStandardization(config.d_model)
         if self.preset.router:
             self.router = TriLoRARouter(config)
         else:
-            self.shared_projection = nn.Linear(config.d_model, config.factor_dim)
-        self.emotion_head = nn.Linear(config.factor_dim, config.num_labels)
-        self.speaker_head = nn.Linear(config.factor_dim, config.num_speakers)
+            self.shared_projection = FactorLinear(config.d_model, config.factor_dim)
+        self.emotion_head = FactorLinear(config.factor_dim, config.num_labels)
+        self.speaker_head = FactorLinear(config.factor_dim, config.num_speakers)
         if self.preset.gradient_reversal:
             self.gradient_reversal = GradientReversal(config)
-            self.adversary_head = nn.Linear(config.factor_dim, config.num_speakers)
+            self.adversary_head = FactorLinear(config.factor_dim, config.num_speakers)
         if self.preset.film:
             self.film = FiLM(config)
         self.post_init()
@@ -224,10 +256,15 @@ class WhisperForTriLoRA(WhisperPreTrainedModel):
 
     def _init_weights(self, module: nn.Module) -> None:
         super()._init_weights(module)
-        if isinstance(module, FiLM):
-            for layer in (module.scale, module.shift):
-                init.zeros_(layer.weight)
-                init.zeros_(layer.bias)
+        if isinstance(module, FactorLinear):
+            init.normal_(module.weight, std=module.in_features**-0.5)
+            if module.bias is not None:
+                init.zeros_(module.bias)
+        elif isinstance(module, ZeroInitLinear):
+            # On the linear layers themselves: transformers skips `_init_weights` for a custom-code module without
+            # parameters of its own (FiLM), so a FiLM-level branch would never run.
+            init.zeros_(module.weight)
+            init.zeros_(module.bias)
 
     @classmethod
     def from_whisper(
@@ -381,6 +418,8 @@ class WhisperForTriLoRA(WhisperPreTrainedModel):
 
     def factorise(self, pooled: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """pooled (B, d) → (z_lex, z_emo, z_spk, routing weights); Shared-Head: (None, z, z, None)."""
+        if self.config.pooled_normalization == "batch":
+            pooled = self.pooled_standardization(pooled)
         if self.preset.router:
             factors, gates = self.router(pooled)
             return factors["lex"], factors["emo"], factors["spk"], gates

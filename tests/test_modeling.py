@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from transformers import AutoConfig, AutoModel, AutoModelForAudioClassification, WhisperForConditionalGeneration
@@ -99,6 +101,50 @@ def test_fresh_model_reproduces_the_pretrained_whisper(make_model, tiny_whisper_
     ours = model(features, decoder_input_ids=tokens).asr_logits
     stock = whisper(input_features=features, decoder_input_ids=tokens).logits
     torch.testing.assert_close(ours, stock, atol=1e-4, rtol=1e-4)
+
+
+def test_a_model_built_from_a_config_starts_with_film_at_zero_and_fan_in_heads(tiny_whisper_dir):
+    config = CTriLoRAConfig.from_pretrained(tiny_whisper_dir, num_speakers=3, factor_dim=16, factor_rank=4)
+    model = WhisperForTriLoRA(config)
+    for layer in (model.film.scale, model.film.shift):
+        assert not layer.weight.any() and not layer.bias.any()
+    for layer in (model.router.down["spk"], model.router.up["spk"], model.speaker_head, model.emotion_head):
+        assert layer.weight.std().item() == pytest.approx(layer.in_features**-0.5, rel=0.3)
+
+
+def test_pooled_standardization_uses_the_step_statistics_and_survives_a_one_clip_batch(make_model):
+    model = make_model().train()
+    pooled = torch.randn(8, model.config.d_model) * 0.1 + torch.linspace(-10, 10, model.config.d_model)
+    standardized = model.pooled_standardization(pooled)
+    torch.testing.assert_close(standardized.mean(0), torch.zeros(model.config.d_model), atol=1e-4, rtol=0)
+    model.pooled_standardization.reset_running_stats()
+    assert torch.isfinite(model.factorise(pooled[:1])[1]).all()  # one clip: running statistics, no error
+    assert not hasattr(make_model(pooled_normalization="none"), "pooled_standardization")
+
+
+def test_speaker_head_learns_when_the_pooled_state_has_large_constant_dimensions(make_model):
+    """Whisper's pooled state has a few large constant dimensions beside small per-clip variation; on real
+    whisper-base the speaker term stayed at ln(speakers) before the pooled state was standardised and the factor
+    layers got fan-in init. Here: 4 speakers, an emotion task competing for the gates, 150 Adam steps
+    (without the standardisation this setting ends at ≈ 1.2 and the gates collapse onto the emotion stream)."""
+    torch.manual_seed(0)
+    model = make_model(num_emotions=4, num_speakers=4).train()
+    dim = model.config.d_model
+    offset = torch.zeros(dim)
+    offset[:2] = torch.tensor([11.0, -6.0])
+    speaker_centres, emotion_centres = torch.randn(4, dim) * 0.1, torch.randn(4, dim) * 0.1
+    modules = [model.router, model.emotion_head, model.speaker_head]
+    optimizer = torch.optim.Adam([p for module in modules for p in module.parameters()], lr=2e-3)
+    for _ in range(150):
+        speakers, emotions = torch.randint(0, 4, (16,)), torch.randint(0, 4, (16,))
+        pooled = offset + speaker_centres[speakers] + emotion_centres[emotions] + 0.02 * torch.randn(16, dim)
+        _, z_emo, z_spk, _ = model.factorise(pooled)
+        speaker_loss = torch.nn.functional.cross_entropy(model.speaker_head(z_spk), speakers)
+        loss = torch.nn.functional.cross_entropy(model.emotion_head(z_emo), emotions) + 0.5 * speaker_loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert speaker_loss.item() < 0.25 * math.log(4)
 
 
 def test_stock_30s_path_runs_3000_frames(tiny_whisper_30s_dir):
@@ -245,5 +291,7 @@ def test_config_rejects_bad_knobs():
         CTriLoRAConfig(preset="nonsense")
     with pytest.raises(Exception, match="input_padding"):
         CTriLoRAConfig(input_padding="pad_to_10s")
+    with pytest.raises(Exception, match="pooled_normalization"):
+        CTriLoRAConfig(pooled_normalization="layer")
     with pytest.raises(Exception, match="ser_class_weights"):
         CTriLoRAConfig(ser_class_weights=[1.0, 2.0])
