@@ -1,34 +1,18 @@
 """Download a pushed checkpoint from a real Hub-compatible server on loopback (olah), as users do with a Hub id.
 
 The module fixture stages exactly what `push_to_hub_with_card` uploads (`save_pretrained_with_card`: weights, config,
-processor, filled README.md, results.json), commits it to a git repo in an olah mirror folder, and serves it with
-`olah-cli` in offline mode on 127.0.0.1. Each test points huggingface_hub and transformers at it with a fresh cache,
-loads by Hub id (`from_pretrained("ctrilora-test/tiny-ser")`, Auto classes, the pipeline, `ModelCard.load`) and checks
-the result equals the local folder's.
-
-olah's mirror layout (olah 0.5, `olah/server_mirror.py`, `olah/mirror/repos.py`): `<mirrors-path>/<repo_type>/<org>/
-<name>` is a git repository (non-bare; files committed as plain blobs — an LFS pointer would be served from
-`.git/lfs/objects`); revisions are resolved with `git rev-parse`, the API answers (`/api/models/<id>/revision/main`,
-`tree`, `paths-info`) come from the commit. `mirrors-path` and `offline` are only settable in a TOML config.
-One gap: a file *absent* from the mirror at a branch name is answered `401 RepoNotFound` (olah looks the branch up in
-its own proxy cache, which mirror hits never fill), where the Hub answers `404 EntryNotFound` — and transformers probes
-optional files (`processor_config.json`, `chat_template.jinja`, …) and treats the 401 as a missing repo. The fixture
-therefore records `main → <commit>` in olah's revision cache with olah's own helpers, as an online olah does after
-resolving a branch; olah then answers missing files with the Hub's 404 EntryNotFound.
+processor, filled README.md, results.json) as a repository of an olah mirror and serves it offline on 127.0.0.1
+(`modeling_ctrilora.local_hub`, whose docstring explains olah's layout and the one gap it works around). Each test points
+huggingface_hub and transformers at it with a fresh cache, loads by Hub id (`from_pretrained("ctrilora-test/tiny-ser")`,
+Auto classes, the pipeline, `ModelCard.load`) and checks the result equals the local folder's.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
-import shutil
-import socket
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -40,6 +24,7 @@ from huggingface_hub import ModelCard
 import modeling_ctrilora.pipeline  # noqa: F401  (registers the pipeline; `import modeling_ctrilora` will too)
 from modeling_ctrilora import WhisperForTriLoRA
 from modeling_ctrilora.hub import save_pretrained_with_card
+from modeling_ctrilora.local_hub import find_olah_cli, serve_olah, stage_repository
 
 REPO_ID = "ctrilora-test/tiny-ser"
 EMOTIONS = ["neutral", "happy", "sad", "angry"]
@@ -56,15 +41,8 @@ RESULTS = {
 }
 
 
-def _olah_cli() -> str | None:
-    # The venv's own scripts first: CI runs `.venv/bin/python -m pytest` without the venv on PATH.
-    beside_python = Path(sys.executable).with_name("olah-cli")
-    return str(beside_python) if beside_python.is_file() else shutil.which("olah-cli")
-
-
-OLAH_CLI = _olah_cli()
 pytestmark = pytest.mark.skipif(
-    OLAH_CLI is None, reason="olah-cli is not installed (pip install olah; it is in the [dev] extra)"
+    find_olah_cli() is None, reason="olah-cli is not installed (pip install olah; it is in the [dev] extra)"
 )
 
 
@@ -86,91 +64,14 @@ def _trained_looking_export(tiny_whisper_dir: str, folder: Path) -> Path:
     return folder
 
 
-def _git(*args: str, cwd: Path) -> str:
-    command = ["git", "-c", "user.name=ctrilora tests", "-c", "user.email=tests@ctrilora.invalid",
-               "-c", "commit.gpgsign=false", *args]
-    return subprocess.run(command, cwd=cwd, check=True, capture_output=True, text=True).stdout.strip()
-
-
-def _build_mirror(export: Path, mirrors: Path) -> str:
-    """Commit the export to `<mirrors>/models/<org>/<name>` on branch main; returns the commit sha."""
-    repository = mirrors / "models" / REPO_ID
-    shutil.copytree(export, repository)
-    _git("init", "-q", cwd=repository)
-    _git("add", "-A", cwd=repository)
-    _git("commit", "-q", "-m", "Upload C-TriLoRA model, processor and model card", cwd=repository)
-    _git("branch", "-M", "main", cwd=repository)  # whatever the local git's default branch name is
-    return _git("rev-parse", "HEAD", cwd=repository)
-
-
-def _record_branch(repos_path: Path, revision: str, sha: str) -> None:
-    """Write olah's `revision → commit` record so missing files get the Hub's 404 (see the module docstring)."""
-    from olah.utils.cache_utils import write_cache_request
-    from olah.utils.repo_utils import get_resolved_commit_save_path
-
-    org, name = REPO_ID.split("/")
-    path = get_resolved_commit_save_path(str(repos_path), "models", org, name, revision)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    asyncio.run(write_cache_request(path, 200, {}, sha.encode("ascii")))
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def _wait_until_serving(endpoint: str, sha: str, process: subprocess.Popen, log: Path, timeout: float = 60) -> None:
-    url = f"{endpoint}/api/models/{REPO_ID}/revision/main"
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"olah-cli exited with {process.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if json.loads(response.read())["sha"] == sha:
-                    return
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            pass
-        time.sleep(0.2)
-    pytest.fail(f"olah-cli did not serve {url} within {timeout} s:\n{log.read_text()[-3000:]}")
-
-
 @pytest.fixture(scope="module")
 def olah_hub(tiny_whisper_dir, tmp_path_factory):
     """An olah Hub mirror on 127.0.0.1 serving the export as `REPO_ID`; stopped by its process id afterwards."""
     root = tmp_path_factory.mktemp("olah")
     export = _trained_looking_export(tiny_whisper_dir, root / "export")
-    sha = _build_mirror(export, root / "mirrors")
-    _record_branch(root / "repos", "main", sha)
-    port = _free_port()
-    config = root / "olah.toml"
-    config.write_text(
-        "[basic]\n"
-        'host = "127.0.0.1"\n'
-        f"port = {port}\n"
-        f"repos-path = {json.dumps(str(root / 'repos'))}\n"
-        f"mirrors-path = [{json.dumps(str(root / 'mirrors'))}]\n"
-        "[accessibility]\n"
-        "offline = true\n"
-    )
-    log = root / "olah.log"
-    with open(log, "wb") as log_file:
-        process = subprocess.Popen(
-            [OLAH_CLI, "--config", str(config), "--log-path", str(root / "logs")],
-            cwd=root, stdout=log_file, stderr=subprocess.STDOUT,
-        )
-    try:
-        endpoint = f"http://127.0.0.1:{port}"
-        _wait_until_serving(endpoint, sha, process, log)
-        yield SimpleNamespace(endpoint=endpoint, folder=str(export), sha=sha, log=log)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    sha = stage_repository(export, root / "hub", REPO_ID)
+    with serve_olah(root / "hub") as server:
+        yield SimpleNamespace(endpoint=server.endpoint, folder=str(export), sha=sha, log=server.log)
 
 
 @pytest.fixture
@@ -265,3 +166,34 @@ def test_pipeline_and_card_load_by_hub_id(olah_hub, hub_env):
 def test_unknown_repo_is_reported_as_missing(olah_hub, hub_env):
     with pytest.raises(OSError, match="ctrilora-test/missing"):
         WhisperForTriLoRA.from_pretrained("ctrilora-test/missing")
+
+
+def test_serve_local_hub_script_serves_a_run_folder_that_ctrilora_predict_loads_by_hub_id(olah_hub, tmp_path):
+    """The acceptance path as a user runs it: serve a folder, `ctrilora predict` by Hub id in a fresh cache."""
+    import soundfile
+
+    clip = tmp_path / "clip.wav"
+    soundfile.write(clip, (0.1 * np.random.default_rng(2).standard_normal(9600)).astype(np.float32), 16000)
+    repo_id = "ctrilora-test/served"
+    script = Path(__file__).resolve().parents[1] / "examples" / "serve_local_hub.py"
+    server = subprocess.Popen(
+        [sys.executable, str(script), "--model_dir", olah_hub.folder, "--repo_id", repo_id, "--root", str(tmp_path / "hub")],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )
+    try:
+        olah_pid = int(next(line for line in server.stdout if line.startswith("serving")).rsplit(" ", 1)[1])
+        endpoint = next(line.split("=", 1)[1].strip() for line in server.stdout if line.startswith("HF_ENDPOINT="))
+        predict = [sys.executable, "-m", "modeling_ctrilora.cli", "predict", str(clip), "--json", "--top_k", "4"]
+        environment = {key: value for key, value in os.environ.items() if not key.startswith(("HF_", "TRANSFORMERS_"))}
+        remote = subprocess.run(
+            [*predict, "--model", repo_id], check=True, capture_output=True, text=True,
+            env=environment | {"HF_ENDPOINT": endpoint, "HF_HOME": str(tmp_path / "fresh-hf-home")},
+        )
+        local = subprocess.run([*predict, "--model", olah_hub.folder], check=True, capture_output=True, text=True)
+        assert json.loads(remote.stdout) == json.loads(local.stdout)
+        assert list((tmp_path / "fresh-hf-home" / "hub").glob("models--ctrilora-test--served/snapshots/*/model.safetensors"))
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    with pytest.raises(ProcessLookupError):  # SIGTERM to the script stopped (and reaped) its olah server too
+        os.kill(olah_pid, 0)
