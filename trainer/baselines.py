@@ -30,7 +30,6 @@ Example:
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import time
@@ -50,7 +49,7 @@ from modeling_ctrilora import WhisperForTriLoRA
 from modeling_ctrilora.modeling_ctrilora import IGNORE_INDEX
 
 from . import experiment
-from .evaluation import SCHEMA_VERSION, Predictions, calibration_section, classification_section, write_plots, write_results
+from .evaluation import Predictions, write_report_from_predictions
 from .metrics import classification_report_dict
 
 logger = logging.getLogger(__name__)
@@ -379,62 +378,6 @@ def fit_frozen_probe(
 
 
 # ------------------------------------------------------------------------------------------------ reporting
-def write_prediction_report(
-    predictions: Mapping[str, Predictions],
-    data: Any,
-    out_dir: str | os.PathLike,
-    *,
-    model_info: Mapping[str, Any],
-    protocol: Mapping[str, Any],
-    extra: Mapping[str, Any] | None = None,
-    started: float | None = None,
-) -> dict[str, Any]:
-    """`results.json`, `report.md`, `predictions.json` and plots from ready-made predictions (no torch model).
-
-    The same composition of `trainer.evaluation`'s parts as `evaluate_experiment`, for models that are not a
-    `WhisperForTriLoRA` (the probes).
-
-    Args:
-        predictions: `Predictions` for "source_validation", "source_test", "target_adaptation", "target_test".
-        data: the run's `trainer.experiment.ExperimentData`.
-        model_info: the results' "model" section ({"base_model", "preset", "trainable_fraction", "checkpoint"}).
-        protocol: {"source_split", "transductive", "seed"}.
-        extra: more top-level keys for `results.json` (e.g. the probe's settings).
-        started: `time.perf_counter()` at the start of the run; when given, `wall_time_s` (up to the moment the
-            files are written, plots included) is added to the results.
-
-    Returns:
-        The results dict, as written.
-    """
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    id2label = data.id2label
-    calibration = calibration_section(
-        predictions["source_validation"], predictions["source_test"], predictions["target_test"], predictions["target_adaptation"]
-    )
-    results: dict[str, Any] = {
-        "schema_version": SCHEMA_VERSION,
-        "model": dict(model_info),
-        "emotions": list(data.classes),
-        "corpora": {
-            role: {"name": data.names[role], "language": data.languages[role], "n_test": len(predictions[f"{role}_test"].labels)}
-            for role in ("source", "target")
-        },
-        "protocol": dict(protocol),
-        "in_domain": classification_section(predictions["source_test"], id2label, data.classes),
-        "cross_corpus": classification_section(predictions["target_test"], id2label, data.classes),
-        "calibration": calibration,
-    }
-    per_clip = {split: predictions[split].to_json(id2label) for split in ("source_test", "target_test")}
-    (out / "predictions.json").write_text(json.dumps(per_clip, ensure_ascii=False) + "\n", encoding="utf-8")
-    results["plots"] = write_plots(results, predictions, calibration["temperatures"], out)
-    results.update(extra or {})
-    if started is not None:
-        results["wall_time_s"] = round(time.perf_counter() - started, 3)
-    write_results(results, out)
-    return results
-
-
 def _split_datasets(data: Any) -> dict[str, datasets.Dataset]:
     return {
         "source_train": data.source["train"],
@@ -531,7 +474,7 @@ def run_frozen_probe(
         "timings_s": {"features": round(extraction_s, 3), "fit": round(fit_s, 3)},
     }
     evaluation_dir = out / "evaluation"
-    results = write_prediction_report(
+    results = write_report_from_predictions(
         predictions, data, evaluation_dir, model_info=model_info, protocol=protocol, extra={"probe": probe}, started=started,
     )
     logger.info(
@@ -559,5 +502,4 @@ __all__ = [
     "pooled_layer_states",
     "run_frozen_probe",
     "symmetric_matrix_power",
-    "write_prediction_report",
 ]

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -344,22 +345,65 @@ def evaluate_experiment(
         )
         for name, dataset in splits.items()
     }
-    id2label = {int(key): value for key, value in config.id2label.items()}
+    report_model = model.trainable_parameter_report() if hasattr(model, "trainable_parameter_report") else {"fraction": None}
+    model_info = {
+        "base_model": str(getattr(config, "_name_or_path", "")),
+        "preset": config.preset,
+        "trainable_fraction": report_model["fraction"],
+        "checkpoint": str(out.parent),
+    }
+    results = write_report_from_predictions(
+        predictions, data, out, model_info=model_info, protocol=protocol, log_history=log_history,
+        compare_with=compare_with,
+    )
+    if store_temperatures:
+        config.in_domain_temperature = results["calibration"]["temperatures"]["in_domain"]
+        config.target_temperature = results["calibration"]["temperatures"]["target_adaptive"]
+    return results
+
+
+def write_report_from_predictions(
+    predictions: Mapping[str, Predictions],
+    data: Any,
+    out_dir: str | os.PathLike,
+    *,
+    model_info: Mapping[str, Any],
+    protocol: Mapping[str, Any],
+    log_history: Sequence[Mapping[str, Any]] | None = None,
+    compare_with: Mapping[str, str | os.PathLike] | None = None,
+    extra: Mapping[str, Any] | None = None,
+    started: float | None = None,
+) -> dict[str, Any]:
+    """`results.json`, `report.md`, `predictions.json` and the plots from the predictions on the four splits.
+
+    Shared by `evaluate_experiment` (a `WhisperForTriLoRA`) and the baselines (`trainer.baselines`), so every run's
+    folder has the same schema and report.
+
+    Args:
+        predictions: `Predictions` for "source_validation", "source_test", "target_adaptation", "target_test".
+        data: the run's `trainer.experiment.ExperimentData`.
+        model_info: the results' "model" section ({"base_model", "preset", "trainable_fraction", "checkpoint"}).
+        protocol: {"source_split", "transductive", "seed"}.
+        log_history / compare_with: as for `evaluate_experiment`.
+        extra: more top-level keys for `results.json` (e.g. a probe's settings).
+        started: `time.perf_counter()` at the start of the run; when given, `wall_time_s` (up to the moment the
+            files are written, plots included) is added to the results.
+
+    Returns:
+        The results dict, as written.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    id2label = data.id2label
     calibration = calibration_section(
         predictions["source_validation"], predictions["source_test"], predictions["target_test"], predictions["target_adaptation"]
     )
-    report_model = model.trainable_parameter_report() if hasattr(model, "trainable_parameter_report") else {"fraction": None}
     results: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
-        "model": {
-            "base_model": str(getattr(config, "_name_or_path", "")),
-            "preset": config.preset,
-            "trainable_fraction": report_model["fraction"],
-            "checkpoint": str(out.parent),
-        },
+        "model": dict(model_info),
         "emotions": list(data.classes),
         "corpora": {
-            role: {"name": data.names[role], "language": data.languages[role], "n_test": len(splits[f"{role}_test"])}
+            role: {"name": data.names[role], "language": data.languages[role], "n_test": len(predictions[f"{role}_test"].labels)}
             for role in ("source", "target")
         },
         "protocol": dict(protocol),
@@ -376,13 +420,13 @@ def evaluate_experiment(
     for name, folder in (compare_with or {}).items():
         theirs = json.loads((Path(folder) / "predictions.json").read_text(encoding="utf-8"))
         for key, split in (("in_domain", "source_test"), ("cross_corpus", "target_test")):
-            comparisons.append(mcnemar_against(per_clip[split], theirs[split], config.preset, name, key))
+            comparisons.append(mcnemar_against(per_clip[split], theirs[split], model_info["preset"], name, key))
     if comparisons:
         results["comparisons"] = {"mcnemar": comparisons}
     results["plots"] = write_plots(results, predictions, calibration["temperatures"], out, log_history)
-    if store_temperatures:
-        config.in_domain_temperature = calibration["temperatures"]["in_domain"]
-        config.target_temperature = calibration["temperatures"]["target_adaptive"]
+    results.update(extra or {})
+    if started is not None:
+        results["wall_time_s"] = round(time.perf_counter() - started, 3)
     write_results(results, out)
     return results
 
@@ -398,5 +442,6 @@ __all__ = [
     "mcnemar_against",
     "render_report",
     "write_plots",
+    "write_report_from_predictions",
     "write_results",
 ]
