@@ -188,7 +188,9 @@ class WhisperForTriLoRA(WhisperPreTrainedModel):
     """
     Whisper encoder–decoder with LoRA on the attention projections (`peft`), a Tri-LoRA router splitting the pooled
     encoder state into lexical, emotional and speaker factors, emotion/speaker heads, a gradient-reversal speaker
-    adversary on z_emo and the ASR decoder cross-attending to FiLM(z_lex)-modulated encoder states.
+    adversary on z_emo (it reads layer-normed GRL(z_emo), so it cannot be beaten by inflating z_emo) and the ASR
+    decoder cross-attending to FiLM(z_lex)-modulated encoder states. The pooled state is standardised per dimension
+    (`config.pooled_normalization`) before the router.
 
     Inputs are Whisper log-Mel features of any even length T ≤ 2·max_source_positions (3000 for real Whisper) with a
     frame `attention_mask`; positions are sliced to T/2 and padded frames are masked in the encoder's self-attention,
@@ -515,7 +517,12 @@ class WhisperForTriLoRA(WhisperPreTrainedModel):
         speaker_logits = self.speaker_head(z_spk)
         adversary_logits = None
         if self.preset.gradient_reversal:
-            adversary_logits = self.adversary_head(self.gradient_reversal(z_emo))
+            # The adversary sees the direction of z_emo only (layer norm without affine, after the reversal): its
+            # reversed gradient then has no component along z_emo, so the router cannot "beat" it by inflating
+            # z_emo through the emotion gate — on real whisper-base that collapsed the gates onto z_emo, sent the
+            # adversary's CE to ~10 and left z_spk at zero.
+            reversed_z_emo = self.gradient_reversal(z_emo)
+            adversary_logits = self.adversary_head(nn.functional.layer_norm(reversed_z_emo, reversed_z_emo.shape[-1:]))
 
         asr_logits = None
         run_decoder = decoder_input_ids is not None or (asr_labels is not None and weights["asr"] > 0)

@@ -198,6 +198,21 @@ def test_gradient_reversal_flips_the_gradient_sign(make_model):
     torch.testing.assert_close(model.gradient_reversal(inputs), inputs)
 
 
+def test_adversary_cannot_push_z_emo_to_grow(make_model):
+    """The adversary reads layer-normed GRL(z_emo): its gradient on z_emo has no radial part, so it cannot ask the
+    router to inflate z_emo (which collapsed the gates on real whisper-base)."""
+    model = make_model().train()
+    model.gradient_reversal.set_progress(5, 10)
+    features, mask = batch_inputs()
+    output = model(features, attention_mask=mask, speaker_labels=torch.tensor([0, 1, 2]))
+    output.z_emo.retain_grad()
+    output.adversary_loss.backward()
+    assert output.z_emo.grad.abs().max() > 0
+    # d adversary / d(scale of each z_emo row), relative to the gradient's size: 0 up to layer norm's eps.
+    cosine = torch.nn.functional.cosine_similarity(output.z_emo.grad, output.z_emo.detach(), dim=-1)
+    assert cosine.abs().max() < 1e-2
+
+
 def test_save_load_round_trip_is_exact(make_model, tmp_path):
     model = make_model()
     model.gradient_reversal.set_progress(7, 10)
