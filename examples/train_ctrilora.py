@@ -66,6 +66,9 @@ class ModelArguments:
     lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha."})
     lora_dropout: float = field(default=0.0, metadata={"help": "LoRA dropout (0: the paper gives none; costly on CPU)."})
     input_padding: str = field(default="short", metadata={"help": "'short' (true length, masked) or 'pad_to_30s' (stock)."})
+    pooled_normalization: str = field(
+        default="batch", metadata={"help": "'batch' (standardise the pooled state, running statistics) or 'none'."}
+    )
 
 
 def parse_arguments(argv: list[str] | None = None):
@@ -106,6 +109,7 @@ def main(argv: list[str] | None = None) -> dict:
         lora_alpha=model_args.lora_alpha,
         lora_dropout=model_args.lora_dropout,
         input_padding=model_args.input_padding,
+        pooled_normalization=model_args.pooled_normalization,
     )
     model.print_trainable_parameters()
     train = data.source["train"]
