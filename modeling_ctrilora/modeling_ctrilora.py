@@ -128,7 +128,8 @@ class FactorLinear(nn.Linear):
 
 
 class ZeroInitLinear(nn.Linear):
-    """A linear map initialised to zero (FiLM's γ and β), so the modulated decoder starts as the pretrained one."""
+    """A linear map initialised to zero: FiLM's γ and β (the modulated decoder starts as the pretrained one) and the
+    router's gate (routing starts uniform)."""
 
 
 class PooledStandardization(nn.BatchNorm1d):
@@ -156,7 +157,9 @@ class TriLoRARouter(nn.Module):
 
     def __init__(self, config: CTriLoRAConfig):
         super().__init__()
-        self.gate = FactorLinear(config.d_model, len(FACTOR_NAMES))
+        # Zero init: routing starts uniform (1/3 each) for every clip. A fan-in gate on the standardised pooled state
+        # starts with per-clip gates anywhere in 0.01–0.9, which scales each clip's factors at random.
+        self.gate = ZeroInitLinear(config.d_model, len(FACTOR_NAMES))
         self.down = nn.ModuleDict(
             {name: FactorLinear(config.d_model, config.factor_rank, bias=False) for name in FACTOR_NAMES}
         )
