@@ -18,7 +18,11 @@ from trainer.ctrilora_trainer import gather_with_gradients
 base_model, out_path = sys.argv[1], sys.argv[2]
 accelerator = Accelerator(cpu=True)
 torch.manual_seed(0)
-model = WhisperForTriLoRA.from_whisper(base_model, num_emotions=3, num_speakers=2, factor_dim=8, factor_rank=4)
+# Without the pooled-state BatchNorm: its training statistics are per process (as BatchNorm's are under DDP), so
+# with it the factors themselves, not only their gathering, would depend on how the rows are split across ranks.
+model = WhisperForTriLoRA.from_whisper(
+    base_model, num_emotions=3, num_speakers=2, factor_dim=8, factor_rank=4, pooled_normalization="none"
+)
 with torch.no_grad():
     # A tiny random Whisper barely sees its input (its positional embeddings dominate); larger conv and router
     # weights make the factors vary across clips, so the covariances and CORAL are far from 0.
