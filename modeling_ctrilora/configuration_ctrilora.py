@@ -8,7 +8,7 @@ from transformers import WhisperConfig
 from .presets import ABLATION_PRESETS, resolve_preset
 
 PADDING_MODES = ("short", "pad_to_30s")
-POOLED_NORMALIZATIONS = ("batch", "none")
+POOLED_NORMALIZATIONS = ("batch", "centered", "none")
 DEFAULT_EMOTIONS = ("neutral", "happy", "sad", "angry", "fear", "surprise")
 
 
@@ -49,7 +49,11 @@ class CTriLoRAConfig(WhisperConfig):
         over the source and target clips of the step). Whisper's pooled state has a few large constant dimensions
         (≈ 11 in whisper-base) beside per-clip variation of ≈ 0.1, so without it the factors start almost constant
         across clips and the softmax gates collapse onto the emotion stream; the speaker head then stays at chance.
-        `"none"`: h̄ as is (the paper's formula read literally).
+        `"centered"`: each dimension centred by its running mean, then all divided by one shared scale (the root
+        mean variance), which removes the constant offsets without blowing up dimensions that barely vary in the
+        training data (per-dimension scaling amplifies those, and they may be exactly where another corpus differs).
+        `"none"`: h̄ as is (the paper's formula read literally). The training statistics are per process (as for
+        `BatchNorm1d` under DDP).
     preset (`str`, defaults to `"full"`):
         Ablation preset (Table I row); see `modeling_ctrilora.presets`.
     in_domain_temperature (`float`, defaults to 1.0), target_temperature (`float`, *optional*):

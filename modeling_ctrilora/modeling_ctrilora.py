@@ -133,19 +133,34 @@ class ZeroInitLinear(nn.Linear):
 
 
 class PooledStandardization(nn.BatchNorm1d):
-    """Per-dimension standardisation of the pooled state h̄ with running statistics (no affine parameters).
+    """Standardisation of the pooled state h̄ with running statistics (no affine parameters).
 
-    In training a step's clips (source and target together) give the statistics; a training batch of one clip, which
-    has no variance, uses the running statistics instead of failing.
+    `per_dimension=True` (`pooled_normalization="batch"`): each dimension by its own standard deviation, as
+    `BatchNorm1d`. `per_dimension=False` (`"centered"`): each dimension centred by its own mean, then all divided by
+    one scale, the root mean variance, so the dimensions keep the relative spread the backbone gave them and a
+    dimension that barely varies in training is not blown up to unit variance.
+
+    In training a step's clips (source and target together when the step has a target batch) give the statistics;
+    a training batch of one clip, which has no variance, uses the running statistics instead of failing.
     """
 
-    def __init__(self, dim: int):
+    def __init__(self, dim: int, per_dimension: bool = True):
         super().__init__(dim, affine=False)
+        self.per_dimension = per_dimension
 
     def forward(self, pooled: torch.Tensor) -> torch.Tensor:
-        if self.training and pooled.shape[0] < 2:
-            return nn.functional.batch_norm(pooled, self.running_mean, self.running_var, training=False, eps=self.eps)
-        return super().forward(pooled)
+        if self.training and pooled.shape[0] > 1:
+            mean, variance = pooled.mean(0), pooled.var(0, unbiased=False)
+            with torch.no_grad():
+                unbiased = variance * pooled.shape[0] / (pooled.shape[0] - 1)
+                self.running_mean.lerp_(mean.detach().to(self.running_mean.dtype), self.momentum)
+                self.running_var.lerp_(unbiased.detach().to(self.running_var.dtype), self.momentum)
+                self.num_batches_tracked.add_(1)
+        else:
+            mean, variance = self.running_mean.to(pooled.dtype), self.running_var.to(pooled.dtype)
+        if not self.per_dimension:
+            variance = variance.mean().expand_as(variance)
+        return (pooled - mean) * torch.rsqrt(variance + self.eps)
 
 
 class TriLoRARouter(nn.Module):
@@ -217,8 +232,10 @@ class WhisperForTriLoRA(WhisperPreTrainedModel):
         super().__init__(config)
         self.preset = resolve_preset(config.preset)
         self.model = WhisperModel(config)
-        if config.pooled_normalization == "batch":
-            self.pooled_standardization = PooledStandardization(config.d_model)
+        if config.pooled_normalization != "none":
+            self.pooled_standardization = PooledStandardization(
+                config.d_model, per_dimension=config.pooled_normalization == "batch"
+            )
         if self.preset.router:
             self.router = TriLoRARouter(config)
         else:
@@ -423,7 +440,7 @@ class WhisperForTriLoRA(WhisperPreTrainedModel):
 
     def factorise(self, pooled: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """pooled (B, d) → (z_lex, z_emo, z_spk, routing weights); Shared-Head: (None, z, z, None)."""
-        if self.config.pooled_normalization == "batch":
+        if self.config.pooled_normalization != "none":
             pooled = self.pooled_standardization(pooled)
         if self.preset.router:
             factors, gates = self.router(pooled)

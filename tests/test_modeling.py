@@ -122,13 +122,30 @@ def test_pooled_standardization_uses_the_step_statistics_and_survives_a_one_clip
     assert not hasattr(make_model(pooled_normalization="none"), "pooled_standardization")
 
 
-def test_speaker_head_learns_when_the_pooled_state_has_large_constant_dimensions(make_model):
+def test_centered_normalization_keeps_the_relative_spread_of_the_dimensions(make_model):
+    model = make_model(pooled_normalization="centered").train()
+    dim = model.config.d_model
+    spread = torch.linspace(0.01, 1.0, dim)
+    pooled = torch.randn(64, dim) * spread + torch.linspace(-10, 10, dim)
+    centered = model.pooled_standardization(pooled)
+    torch.testing.assert_close(centered.mean(0), torch.zeros(dim), atol=1e-4, rtol=0)
+    assert centered.var(0, unbiased=False).mean().item() == pytest.approx(1.0, rel=1e-3)
+    # One shared scale: each dimension's spread relative to the others is what it was.
+    ratio = centered.std(0) / pooled.std(0)
+    torch.testing.assert_close(ratio, ratio.mean().expand(dim), rtol=1e-3, atol=0)
+    # Running statistics moved toward the batch and serve evaluation.
+    assert model.pooled_standardization.num_batches_tracked.item() == 1
+    assert torch.isfinite(model.eval().pooled_standardization(pooled[:1])).all()
+
+
+@pytest.mark.parametrize("normalization", ["batch", "centered"])
+def test_speaker_head_learns_when_the_pooled_state_has_large_constant_dimensions(make_model, normalization):
     """Whisper's pooled state has a few large constant dimensions beside small per-clip variation; on real
     whisper-base the speaker term stayed at ln(speakers) before the pooled state was standardised and the factor
     layers got fan-in init. Here: 4 speakers, an emotion task competing for the gates, 150 Adam steps
     (without the standardisation this setting ends at ≈ 1.2 and the gates collapse onto the emotion stream)."""
     torch.manual_seed(0)
-    model = make_model(num_emotions=4, num_speakers=4).train()
+    model = make_model(num_emotions=4, num_speakers=4, pooled_normalization=normalization).train()
     dim = model.config.d_model
     offset = torch.zeros(dim)
     offset[:2] = torch.tensor([11.0, -6.0])
