@@ -47,6 +47,9 @@ def parse_arguments(argv: list[str] | None = None) -> tuple[argparse.Namespace, 
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
     parser.add_argument("--output_dir", default="runs/ablations")
     parser.add_argument("--transductive", action="store_true", help="Paper protocol: target clips for adaptation and test.")
+    parser.add_argument("--report_only", action="store_true",
+                        help="Train nothing: write the table and figures from the runs of --presets × --seeds that "
+                             "have finished (e.g. three seeds of some presets, one of others).")
     for option in DATA_OPTIONS:
         parser.add_argument(f"--{option}")
     return parser.parse_args(argv), train_extra
@@ -67,6 +70,11 @@ def main(argv: list[str] | None = None) -> dict:
     root.mkdir(parents=True, exist_ok=True)
     pending = [(preset, seed) for preset in args.presets for seed in args.seeds
                if not (run_folder(root, preset, seed) / "evaluation" / "results.json").is_file()]
+    if args.report_only:
+        if pending:
+            print(f"--report_only: {len(pending)} of the requested runs have no results and are left out: "
+                  + ", ".join(f"{preset}/seed-{seed}" for preset, seed in pending))
+        pending = []
     failures: dict[str, str] = {}
     environment = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
     for preset, seed in tqdm(pending, desc="ablation runs", unit="run"):

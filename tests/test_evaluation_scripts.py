@@ -90,6 +90,11 @@ def test_run_ablations_writes_the_table_and_resumes(corpora, tiny_whisper_dir, t
     again = run_ablations.main(argv)
     assert {path: path.stat().st_mtime_ns for path in stamps} == stamps  # nothing was re-run
     assert again["table"] == report["table"]
+    # --report_only: a seed that never ran is named and left out, nothing is trained.
+    only = run_ablations.main([*argv[:5], "2", *argv[5:argv.index("--")], "--report_only"])
+    assert {path: path.stat().st_mtime_ns for path in stamps} == stamps
+    assert not (tmp_path / "abl" / "full" / "seed-2").exists()
+    assert only["table"] == report["table"]
 
 
 def test_run_ablations_reports_a_run_that_dies(corpora, tiny_whisper_dir, tmp_path, monkeypatch):
