@@ -8,8 +8,9 @@
 The run's own data arguments (`run_arguments.json`) and split files are re-used, so the clips are exactly those
 the run was trained and tested on. Writes `<checkpoint>/evaluation/` (or `--output_dir`): `results.json` (schema in
 `trainer/evaluation.py`), `report.md` rendered from it, `predictions.json` (per clip, for McNemar between runs) and
-the PNGs. The fitted temperatures (in-domain, target-adaptive) are saved into the checkpoint's config, where
-`predict_emotion` and the pipeline apply them.
+the PNGs. The fitted temperatures (in-domain, target-adaptive) and, with a pooled standardisation, the pooled-state
+statistics of the unlabeled target adaptation clips (AdaBN) are saved into the checkpoint, where `predict_emotion`
+and the pipeline apply them (`domain="target"`).
 """
 
 from __future__ import annotations
@@ -41,7 +42,11 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--transcribe", action="store_true", help="Decode test transcripts for WER/CER of the ASR head.")
     parser.add_argument("--batch_size", type=int, default=16)
-    parser.add_argument("--no_store_temperatures", action="store_true", help="Do not write temperatures into the config.")
+    parser.add_argument("--no_store_temperatures", action="store_true",
+                        help="Leave the checkpoint as it is: do not write the fitted temperatures and target statistics.")
+    parser.add_argument("--no_target_statistics", action="store_true",
+                        help="Run the target splits with the training statistics of the pooled state, not with "
+                             "statistics of the unlabeled target adaptation clips (AdaBN).")
     return parser.parse_args(argv)
 
 
@@ -75,10 +80,11 @@ def main(argv: list[str] | None = None) -> dict:
         model, data, args.output_dir or checkpoint / "evaluation",
         protocol={key: protocol.get(key) for key in ("source_split", "transductive", "seed")},
         log_history=log_history, compare_with=compare, transcriber=transcriber, batch_size=args.batch_size,
-        store_temperatures=not args.no_store_temperatures,
+        store_temperatures=not args.no_store_temperatures, target_statistics=not args.no_target_statistics,
     )
     if not args.no_store_temperatures:
-        model.config.save_pretrained(checkpoint)
+        # Weights too: the target statistics are buffers of the model.
+        model.save_pretrained(checkpoint)
     logger.info("report: %s", Path(args.output_dir or checkpoint / "evaluation") / "report.md")
     return results
 

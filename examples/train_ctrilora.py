@@ -67,7 +67,8 @@ class ModelArguments:
     lora_dropout: float = field(default=0.0, metadata={"help": "LoRA dropout (0: the paper gives none; costly on CPU)."})
     input_padding: str = field(default="short", metadata={"help": "'short' (true length, masked) or 'pad_to_30s' (stock)."})
     pooled_normalization: str = field(
-        default="batch", metadata={"help": "'batch' (standardise each pooled dimension), 'centered' (centre each, one shared scale) or 'none'."}
+        default="centered",
+        metadata={"help": "'centered' (centre each pooled dimension, one shared scale), 'batch' (standardise each) or 'none'."},
     )
 
 

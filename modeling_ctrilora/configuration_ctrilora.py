@@ -43,17 +43,16 @@ class CTriLoRAConfig(WhisperConfig):
         `"short"`: any even frame count ≤ 2·max_source_positions, positions sliced, padded frames masked in the
         encoder's self-attention and in pooling. `"pad_to_30s"`: stock Whisper path, exactly 3000 frames, no
         encoder masking (pooling still skips frames the `attention_mask` marks as padding).
-    pooled_normalization (`str`, defaults to `"batch"`):
-        How the pooled encoder state h̄ is standardised before the router / Shared-Head projection. `"batch"`:
-        per-dimension standardisation with running statistics (a `BatchNorm1d` without affine parameters; in training
-        over the source and target clips of the step). Whisper's pooled state has a few large constant dimensions
-        (≈ 11 in whisper-base) beside per-clip variation of ≈ 0.1, so without it the factors start almost constant
-        across clips and the softmax gates collapse onto the emotion stream; the speaker head then stays at chance.
-        `"centered"`: each dimension centred by its running mean, then all divided by one shared scale (the root
-        mean variance), which removes the constant offsets without blowing up dimensions that barely vary in the
-        training data (per-dimension scaling amplifies those, and they may be exactly where another corpus differs).
-        `"none"`: h̄ as is (the paper's formula read literally). The training statistics are per process (as for
-        `BatchNorm1d` under DDP).
+    pooled_normalization (`str`, defaults to `"centered"`):
+        How the pooled encoder state h̄ is standardised before the router / Shared-Head projection, with running
+        statistics (in training over the step's source and target clips; per process, as `BatchNorm1d` under DDP).
+        Whisper's pooled state has a few large constant dimensions (≈ 11 in whisper-base) beside per-clip variation
+        of ≈ 0.1; without standardisation the factors start almost constant across clips and the speaker head stays
+        at chance on real data. `"centered"`: each dimension centred by its own mean, all divided by one shared scale
+        (the root mean variance), so dimensions that barely vary in the training data are not blown up.
+        `"batch"`: each dimension by its own standard deviation (`BatchNorm1d` without affine parameters).
+        `"none"`: h̄ as is (the paper's formula read literally). With a standardisation, `fit_target_statistics`
+        adds statistics of unlabeled target clips for `domain="target"` (AdaBN).
     preset (`str`, defaults to `"full"`):
         Ablation preset (Table I row); see `modeling_ctrilora.presets`.
     in_domain_temperature (`float`, defaults to 1.0), target_temperature (`float`, *optional*):
@@ -87,7 +86,7 @@ class CTriLoRAConfig(WhisperConfig):
     grl_gamma: float | int = 10.0
     grl_max_coefficient: float | int = 1.0
     input_padding: str = "short"
-    pooled_normalization: str = "batch"
+    pooled_normalization: str = "centered"
     preset: str = "full"
     in_domain_temperature: float | int = 1.0
     target_temperature: float | int | None = None

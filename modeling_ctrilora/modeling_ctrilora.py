@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Iterable, Mapping
 
 import torch
 from peft import LoraConfig, inject_adapter_in_model
@@ -30,6 +30,8 @@ from .presets import resolve_preset
 
 FACTOR_NAMES = ("lex", "emo", "spk")
 IGNORE_INDEX = -100
+# Where the audio comes from at inference: like the source corpus, or like the (adaptation) target corpus.
+DOMAINS = ("in_domain", "target")
 
 
 @dataclass
@@ -142,14 +144,33 @@ class PooledStandardization(nn.BatchNorm1d):
 
     In training a step's clips (source and target together when the step has a target batch) give the statistics;
     a training batch of one clip, which has no variance, uses the running statistics instead of failing.
+
+    Target statistics (AdaBN, Li et al. 2016): `set_target_statistics` stores the mean and variance of unlabeled
+    target-corpus clips; `forward(..., domain="target")` standardises with them instead of the training statistics,
+    so a corpus whose pooled state is shifted is centred on itself. Without them `"target"` falls back to the running
+    statistics.
     """
 
     def __init__(self, dim: int, per_dimension: bool = True):
         super().__init__(dim, affine=False)
         self.per_dimension = per_dimension
+        self.register_buffer("target_mean", torch.zeros(dim))
+        self.register_buffer("target_var", torch.ones(dim))
+        self.register_buffer("target_clips", torch.tensor(0, dtype=torch.long))
 
-    def forward(self, pooled: torch.Tensor) -> torch.Tensor:
-        if self.training and pooled.shape[0] > 1:
+    @torch.no_grad()
+    def set_target_statistics(self, pooled: torch.Tensor) -> None:
+        """Store the statistics of target clips' pooled states (N, d), N ≥ 2."""
+        if pooled.ndim != 2 or pooled.shape[0] < 2:
+            raise ValueError(f"target statistics need pooled states of shape (N ≥ 2, d); got {tuple(pooled.shape)}")
+        self.target_mean.copy_(pooled.mean(0))
+        self.target_var.copy_(pooled.var(0, unbiased=True))
+        self.target_clips.fill_(pooled.shape[0])
+
+    def forward(self, pooled: torch.Tensor, domain: str = "in_domain") -> torch.Tensor:
+        if domain == "target" and int(self.target_clips) > 0:
+            mean, variance = self.target_mean.to(pooled.dtype), self.target_var.to(pooled.dtype)
+        elif self.training and pooled.shape[0] > 1:
             mean, variance = pooled.mean(0), pooled.var(0, unbiased=False)
             with torch.no_grad():
                 unbiased = variance * pooled.shape[0] / (pooled.shape[0] - 1)
@@ -287,6 +308,11 @@ class WhisperForTriLoRA(WhisperPreTrainedModel):
             # parameters of its own (FiLM), so a FiLM-level branch would never run.
             init.zeros_(module.weight)
             init.zeros_(module.bias)
+        elif isinstance(module, PooledStandardization):
+            # Checkpoints saved before target statistics existed lack these buffers: "none fitted".
+            init.zeros_(module.target_mean)
+            init.ones_(module.target_var)
+            init.zeros_(module.target_clips)
 
     @classmethod
     def from_whisper(
@@ -438,10 +464,17 @@ class WhisperForTriLoRA(WhisperPreTrainedModel):
         weights = mask.to(hidden.dtype)[..., None]
         return (hidden * weights).sum(1) / weights.sum(1).clamp_min(1.0)
 
-    def factorise(self, pooled: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """pooled (B, d) → (z_lex, z_emo, z_spk, routing weights); Shared-Head: (None, z, z, None)."""
+    def factorise(
+        self, pooled: torch.Tensor, domain: str = "in_domain"
+    ) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """pooled (B, d) → (z_lex, z_emo, z_spk, routing weights); Shared-Head: (None, z, z, None).
+
+        `domain="target"` standardises with the stored target-corpus statistics (see `fit_target_statistics`).
+        """
+        if domain not in DOMAINS:
+            raise ValueError(f"domain={domain!r}; expected one of {DOMAINS}")
         if self.config.pooled_normalization != "none":
-            pooled = self.pooled_standardization(pooled)
+            pooled = self.pooled_standardization(pooled, domain=domain)
         if self.preset.router:
             factors, gates = self.router(pooled)
             return factors["lex"], factors["emo"], factors["spk"], gates
@@ -500,6 +533,7 @@ class WhisperForTriLoRA(WhisperPreTrainedModel):
         target_input_features: torch.Tensor | None = None,
         target_attention_mask: torch.Tensor | None = None,
         feature_gatherer: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        domain: str = "in_domain",
         return_dict: bool | None = None,
         **kwargs: Any,
     ) -> CTriLoRAOutput:
@@ -516,6 +550,8 @@ class WhisperForTriLoRA(WhisperPreTrainedModel):
                 in the same pass (padding is masked, so batching them together changes no clip's outputs).
             feature_gatherer: applied to source and target z_emo before the CORAL covariances — the trainer passes
                 an all-gather (with gradients) under several processes; identity by default.
+            domain (`"in_domain"` or `"target"`): `"target"` standardises the pooled state with the statistics of
+                the target corpus stored by `fit_target_statistics` (inference on target-corpus audio).
         """
         self._check_features(input_features, attention_mask, "input_features")
         batch = input_features.shape[0]
@@ -526,7 +562,7 @@ class WhisperForTriLoRA(WhisperPreTrainedModel):
             features, mask = self._concatenate_batches(input_features, attention_mask, target_input_features, target_attention_mask)
         encoder_states, position_mask = self.encode(features, mask)
         pooled_all = self.masked_mean(encoder_states, position_mask)
-        z_lex_all, z_emo_all, z_spk_all, gates_all = self.factorise(pooled_all)
+        z_lex_all, z_emo_all, z_spk_all, gates_all = self.factorise(pooled_all, domain=domain)
         source = slice(0, batch)
         z_lex = None if z_lex_all is None else z_lex_all[source]
         z_emo, z_spk = z_emo_all[source], z_spk_all[source]
@@ -626,6 +662,35 @@ class WhisperForTriLoRA(WhisperPreTrainedModel):
 
     # ------------------------------------------------------------------------------------------------ inference
     @torch.no_grad()
+    def fit_target_statistics(self, batches: Iterable[Mapping[str, torch.Tensor]]) -> int:
+        """Store the pooled-state statistics of unlabeled target-corpus clips (AdaBN) for `domain="target"`.
+
+        Args:
+            batches: dicts with `input_features` and (optionally) `attention_mask`, e.g. a DataLoader over the
+                target adaptation split; labels are not read.
+
+        Returns:
+            The number of clips the statistics come from.
+        """
+        if self.config.pooled_normalization == "none":
+            raise ValueError("target statistics need a pooled standardisation; this model has pooled_normalization='none'")
+        was_training = self.training
+        self.eval()
+        device = next(self.parameters()).device
+        pooled = []
+        for batch in batches:
+            features = batch["input_features"].to(device)
+            mask = batch.get("attention_mask")
+            self._check_features(features, mask, "input_features")
+            states, position_mask = self.encode(features, None if mask is None else mask.to(device))
+            pooled.append(self.masked_mean(states, position_mask).float())
+        if not pooled:
+            raise ValueError("fit_target_statistics got no batches")
+        self.pooled_standardization.set_target_statistics(torch.cat(pooled))
+        self.train(was_training)
+        return int(self.pooled_standardization.target_clips)
+
+    @torch.no_grad()
     def predict_emotion(
         self, input_features: torch.Tensor, attention_mask: torch.Tensor | None = None, domain: str = "in_domain"
     ) -> torch.Tensor:
@@ -634,14 +699,15 @@ class WhisperForTriLoRA(WhisperPreTrainedModel):
         Args:
             domain: `"in_domain"` uses `config.in_domain_temperature` (fitted on source validation); `"target"` uses
                 `config.target_temperature` (domain-adaptive, fitted on unlabeled target data), falling back to the
-                in-domain one when none was fitted.
+                in-domain one when none was fitted, and the stored target statistics of the pooled state (when
+                `fit_target_statistics` was run).
         """
-        if domain not in ("in_domain", "target"):
-            raise ValueError(f"domain={domain!r}; expected 'in_domain' or 'target'")
+        if domain not in DOMAINS:
+            raise ValueError(f"domain={domain!r}; expected one of {DOMAINS}")
         temperature = self.config.in_domain_temperature
         if domain == "target" and self.config.target_temperature is not None:
             temperature = self.config.target_temperature
-        logits = self(input_features, attention_mask=attention_mask).logits
+        logits = self(input_features, attention_mask=attention_mask, domain=domain).logits
         return torch.softmax(logits.float() / float(temperature), dim=-1)
 
 

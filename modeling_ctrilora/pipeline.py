@@ -36,10 +36,9 @@ import torch
 from transformers import AutoModelForAudioClassification, BatchFeature, FeatureExtractionMixin, PretrainedConfig
 from transformers.pipelines import PIPELINE_REGISTRY, AudioClassificationPipeline
 
-from .modeling_ctrilora import WhisperForTriLoRA
+from .modeling_ctrilora import DOMAINS, WhisperForTriLoRA
 
 TASK = "audio-classification"
-DOMAINS = ("in_domain", "target")
 
 
 class AudioInputError(ValueError):

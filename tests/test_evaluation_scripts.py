@@ -55,6 +55,16 @@ def test_evaluate_script_rebuilds_the_runs_data_and_writes_the_report(corpora, t
         assert f"{100 * on_disk['calibration']['ece']['cross_corpus'][key]:.2f}" in report
     reloaded = WhisperForTriLoRA.from_pretrained(run)
     assert reloaded.config.in_domain_temperature == pytest.approx(on_disk["calibration"]["temperatures"]["in_domain"])
+    # Target splits ran with the adaptation clips' pooled statistics, which were saved into the checkpoint.
+    adaptation_clips = on_disk["model"]["target_statistics_clips"]
+    assert adaptation_clips == trained["model"]["target_statistics_clips"] >= 2
+    assert int(reloaded.pooled_standardization.target_clips) == adaptation_clips
+    assert f"statistics of {adaptation_clips} unlabeled target adaptation clips" in report
+    plain = evaluate_ctrilora.main([
+        "--checkpoint", str(run), "--output_dir", str(tmp_path / "plain"), "--no_target_statistics", "--no_store_temperatures",
+    ])
+    assert plain["model"]["target_statistics_clips"] is None
+    assert plain["in_domain"] == results["in_domain"]
     for plot in on_disk["plots"].values():
         assert (out / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

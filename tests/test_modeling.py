@@ -138,6 +138,30 @@ def test_centered_normalization_keeps_the_relative_spread_of_the_dimensions(make
     assert torch.isfinite(model.eval().pooled_standardization(pooled[:1])).all()
 
 
+def test_target_statistics_standardise_target_clips_on_themselves_and_survive_save(make_model, tmp_path):
+    model = make_model(pooled_normalization="centered")
+    standardization = model.pooled_standardization
+    assert int(standardization.target_clips) == 0  # built from a config: none fitted
+    features, mask = batch_inputs((100, 60, 40, 80))
+    plain = model(features, attention_mask=mask)
+    # Without target statistics "target" falls back to the training statistics.
+    torch.testing.assert_close(model(features, attention_mask=mask, domain="target").logits, plain.logits)
+    shifted = features + 3.0  # another channel: the pooled state moves
+    assert model.fit_target_statistics([{"input_features": shifted, "attention_mask": mask}]) == 4
+    target_output = model(shifted, attention_mask=mask, domain="target")
+    pooled = target_output.pooled
+    torch.testing.assert_close(standardization(pooled, domain="target").mean(0), torch.zeros(pooled.shape[1]), atol=1e-4, rtol=0)
+    assert not torch.allclose(target_output.logits, model(shifted, attention_mask=mask).logits)
+    model.save_pretrained(tmp_path)
+    reloaded = WhisperForTriLoRA.from_pretrained(tmp_path).eval()
+    assert int(reloaded.pooled_standardization.target_clips) == 4
+    torch.testing.assert_close(reloaded(shifted, attention_mask=mask, domain="target").logits, target_output.logits)
+    with pytest.raises(ValueError, match="domain='source'"):
+        model(features, attention_mask=mask, domain="source")
+    with pytest.raises(ValueError, match="pooled_normalization='none'"):
+        make_model(pooled_normalization="none").fit_target_statistics([{"input_features": features}])
+
+
 @pytest.mark.parametrize("normalization", ["batch", "centered"])
 def test_speaker_head_learns_when_the_pooled_state_has_large_constant_dimensions(make_model, normalization):
     """Whisper's pooled state has a few large constant dimensions beside small per-clip variation; on real

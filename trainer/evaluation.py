@@ -4,7 +4,7 @@
 
 ```
 {"schema_version": 1,
- "model": {"base_model", "preset", "trainable_fraction", "checkpoint"},
+ "model": {"base_model", "preset", "trainable_fraction", "checkpoint", "target_statistics_clips"},
  "emotions": [class names evaluated — the classes both corpora share],
  "corpora": {"source": {"name", "language", "n_test"}, "target": {"name", "language", "n_test"}},
  "protocol": {"source_split", "transductive", "seed"},
@@ -19,7 +19,9 @@
 ```
 Temperatures are fitted on source validation (in-domain) and, for the target, from *unlabeled* target adaptation
 clips by importance-weighted temperature scaling (`trainer.calibration.fit_adaptive_temperature`); target labels
-are used only to measure ECE. ECE is measured on the test splits.
+are used only to measure ECE. ECE is measured on the test splits. With a pooled standardisation, the target splits
+are run with `domain="target"`: the pooled state standardised by statistics of the unlabeled target adaptation
+clips (AdaBN; `WhisperForTriLoRA.fit_target_statistics`), their number in "target_statistics_clips" (null: not used).
 """
 
 from __future__ import annotations
@@ -85,20 +87,23 @@ def collect_predictions(
     batch_size: int = 16,
     clip_id_column: str = "path",
     transcriber: Callable[[dict[str, torch.Tensor]], list[str]] | None = None,
+    domain: str = "in_domain",
 ) -> Predictions:
     """Run `model` over `dataset` (rows the `collator` takes) and keep logits, labels, z_emo and clip ids.
 
     Args:
         transcriber: optional `batch → decoded transcripts` used for WER/CER (the reference comes from the
             `transcript` column).
+        domain: passed to the model when not `"in_domain"` (`"target"`: the stored target statistics).
     """
     model.eval()
     device = next(model.parameters()).device
     logits, labels, z_emo, hypotheses = [], [], [], []
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collator)
+    domain_argument = {} if domain == "in_domain" else {"domain": domain}
     for batch in loader:
         inputs = {key: batch[key].to(device) for key in ("input_features", "attention_mask")}
-        output = model(**inputs)
+        output = model(**inputs, **domain_argument)
         logits.append(output.logits.float().cpu().numpy())
         z_emo.append(output.z_emo.float().cpu().numpy())
         labels.append(batch["labels"].cpu().numpy())
@@ -199,6 +204,13 @@ def render_report(results: Mapping[str, Any]) -> str:
         f"trainable parameters {_percent(results['model']['trainable_fraction'])} %.",
         f"Source split: {protocol['source_split']}; transductive target: {protocol['transductive']}; seed {protocol['seed']}. "
         f"Classes evaluated (shared by both corpora): {', '.join(results['emotions'])}.",
+    ]
+    target_clips = results["model"].get("target_statistics_clips")
+    if target_clips:
+        lines.append(
+            f"Target splits run with pooled-state statistics of {target_clips} unlabeled target adaptation clips (AdaBN)."
+        )
+    lines += [
         "",
         "## Emotion recognition (%)",
         "",
@@ -315,6 +327,7 @@ def evaluate_experiment(
     transcriber: Callable[[dict[str, torch.Tensor]], list[str]] | None = None,
     batch_size: int = 16,
     store_temperatures: bool = True,
+    target_statistics: bool = True,
 ) -> dict[str, Any]:
     """Evaluate `model` on an `trainer.experiment.ExperimentData` and write the report folder.
 
@@ -325,6 +338,8 @@ def evaluate_experiment(
         compare_with: `{name: another evaluation folder}` — McNemar of this model vs each on the same clips.
         transcriber: batch → decoded transcripts, for WER/CER of the ASR head.
         store_temperatures: write the fitted temperatures into `model.config` (`predict_emotion` applies them).
+        target_statistics: with a pooled standardisation, fit the target statistics on the target adaptation split
+            (they stay in the model, for `domain="target"`) and run the target splits with them.
 
     Returns:
         The results dict (also written as `results.json`).
@@ -338,10 +353,15 @@ def evaluate_experiment(
         "target_adaptation": data.target["adaptation"],
         "target_test": data.target["test"],
     }
+    target_clips = None
+    if target_statistics and getattr(config, "pooled_normalization", "none") != "none":
+        loader = DataLoader(splits["target_adaptation"], batch_size=batch_size, shuffle=False, collate_fn=data.collator)
+        target_clips = model.fit_target_statistics(loader)
     predictions = {
         name: collect_predictions(
             model, dataset, data.collator, batch_size=batch_size,
             transcriber=transcriber if name in ("source_test", "target_test") else None,
+            domain="target" if target_clips and name.startswith("target") else "in_domain",
         )
         for name, dataset in splits.items()
     }
@@ -351,6 +371,7 @@ def evaluate_experiment(
         "preset": config.preset,
         "trainable_fraction": report_model["fraction"],
         "checkpoint": str(out.parent),
+        "target_statistics_clips": target_clips,
     }
     results = write_report_from_predictions(
         predictions, data, out, model_info=model_info, protocol=protocol, log_history=log_history,
