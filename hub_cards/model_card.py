@@ -459,6 +459,7 @@ def build_model_card(
         confusions_md=confusions_md,
         languages_md=", ".join(languages),
         trainable_md=_percent(trainable, 2) if trainable is not None else "a small fraction",
+        target_statistics_clips=(results.get("model") or {}).get("target_statistics_clips"),
         model_id=repo_id or "path/to/checkpoint",
         citation=PAPER_CITATION,
         **_calibration(results),

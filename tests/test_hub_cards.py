@@ -22,7 +22,7 @@ EMOTIONS = ["neutral", "happy", "sad", "angry"]
 RESULTS = {
     "schema_version": 1,
     "model": {"base_model": "openai/whisper-base", "preset": "full", "trainable_fraction": 0.016,
-              "checkpoint": "runs/full/checkpoint-500"},
+              "checkpoint": "runs/full/checkpoint-500", "target_statistics_clips": 64},
     "emotions": EMOTIONS,
     "corpora": {"source": {"name": "KazEmoTTS", "language": "kk", "n_test": 120},
                 "target": {"name": "ENU KEMO", "language": "kk", "n_test": 80}},
@@ -106,11 +106,13 @@ def test_card_body_has_every_section_with_this_runs_numbers(tmp_path):
     assert "![Reliability](plots/reliability.png)" in text
     assert 'from_pretrained("kazsdu/ctrilora-kazemotts")' in text and "ctrilora predict" in text
     assert PAPER_CITATION in text and "1.60 %" in text
+    assert "statistics of 64 unlabeled target-corpus clips (AdaBN)" in text
 
 
 def test_missing_optional_sections_are_left_out():
     results = {key: copy.deepcopy(RESULTS[key]) for key in ("model", "corpora", "in_domain")}
     results["in_domain"].pop("per_class")
+    results["model"].pop("target_statistics_clips")
     results["in_domain"]["per_class_f1"] = {"neutral": 0.9, "sad": 0.7}  # the flat spelling is read too
     card = ModelCard(str(build_model_card(results)))
     assert [(r.dataset_type, r.metric_type) for r in card.data.eval_results] == [("kazemotts", "recall"),
@@ -120,6 +122,7 @@ def test_missing_optional_sections_are_left_out():
     assert "### Speech recognition" not in text and "## Plots" not in text and "McNemar" not in text
     assert "This run reported no calibration results." in text and "| sad | 70.0 % |" in text
     assert "path/to/checkpoint" in text
+    assert "AdaBN" not in text  # the results say nothing about target statistics
 
     bare = ModelCard(str(build_model_card({})))
     assert bare.data.eval_results is None and bare.data.library_name == "transformers"
