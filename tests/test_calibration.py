@@ -9,6 +9,7 @@ import torch
 from trainer.calibration import (
     expected_calibration_error,
     fit_adaptive_temperature,
+    TEMPERATURE_BOUNDS,
     fit_temperature,
     importance_weights,
     reliability_diagram_data,
@@ -117,3 +118,13 @@ def test_importance_weights_without_shift_are_flat():
         importance_weights(np.zeros((4, 3)), np.zeros((4, 3)), clip_quantile=0.0)
 
 
+
+
+def test_a_model_worse_than_chance_gets_the_upper_temperature_bound_not_infinity(caplog):
+    """Its NLL falls as T → ∞ (LBFGS reached T ≈ 7e5 on the demo's chance-level model); the fit stops at the bound."""
+    rng = np.random.default_rng(0)
+    logits = rng.normal(scale=3.0, size=(300, 4))
+    wrong = (logits.argmax(-1) + 1) % 4  # every label is a class the model does not pick
+    with caplog.at_level("WARNING", logger="trainer.calibration"):
+        assert fit_temperature(logits, wrong) == TEMPERATURE_BOUNDS[1]
+    assert "no better than chance" in caplog.text

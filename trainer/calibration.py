@@ -12,6 +12,8 @@ Three temperatures are compared in the report (DESIGN.md, "Protocol and evaluati
 
 from __future__ import annotations
 
+import logging
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -23,6 +25,12 @@ from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+
+logger = logging.getLogger(__name__)
+
+# A model no better than chance on the fitting clips has its NLL minimised by T → ∞ (uniform scores); the fitted
+# temperature is kept within these bounds so the stored value stays finite and meaningful.
+TEMPERATURE_BOUNDS = (0.05, 100.0)
 
 ArrayLike = Sequence[Any] | np.ndarray | torch.Tensor
 
@@ -85,23 +93,31 @@ def _fit_log_temperature(z: np.ndarray, y: np.ndarray, weights: np.ndarray | Non
     """argmin over T of the (weighted) mean NLL of softmax(z / T), by LBFGS on log T.
 
     Optimising log T keeps T > 0 without constraints and makes the problem better conditioned (T = 0.5 and T = 2 are
-    equally far from 1). The NLL is convex in 1/T, so the single-parameter problem has one minimum.
+    equally far from 1). The NLL is convex in 1/T, so the single-parameter problem has one minimum. T is confined to
+    `TEMPERATURE_BOUNDS`; hitting a bound is logged (at the upper one the scores are close to uniform).
     """
     logits = torch.as_tensor(z, dtype=torch.float64)
     target = torch.as_tensor(y, dtype=torch.long)
     w = None if weights is None else torch.as_tensor(weights, dtype=torch.float64)
     log_t = torch.zeros(1, dtype=torch.float64, requires_grad=True)
     optimizer = torch.optim.LBFGS([log_t], lr=1.0, max_iter=max_iter, line_search_fn="strong_wolfe")
+    low, high = (math.log(bound) for bound in TEMPERATURE_BOUNDS)
 
     def closure() -> torch.Tensor:
         optimizer.zero_grad()
-        nll = torch.nn.functional.cross_entropy(logits / log_t.exp(), target, reduction="none")
+        nll = torch.nn.functional.cross_entropy(logits / log_t.clamp(low, high).exp(), target, reduction="none")
         loss = nll.mean() if w is None else (w * nll).sum() / w.sum()
         loss.backward()
         return loss
 
     optimizer.step(closure)
-    return float(log_t.detach().exp())
+    temperature = min(max(float(log_t.detach().exp()), TEMPERATURE_BOUNDS[0]), TEMPERATURE_BOUNDS[1])
+    if temperature in TEMPERATURE_BOUNDS:
+        logger.warning(
+            "temperature fit hit its bound T = %g: the model is %s on the fitting clips", temperature,
+            "no better than chance" if temperature == TEMPERATURE_BOUNDS[1] else "right on (nearly) all",
+        )
+    return temperature
 
 
 def fit_temperature(logits: ArrayLike, labels: ArrayLike, max_iter: int = 100) -> float:
@@ -341,6 +357,7 @@ def fit_adaptive_temperature(
 
 
 __all__ = [
+    "TEMPERATURE_BOUNDS",
     "expected_calibration_error",
     "fit_adaptive_temperature",
     "fit_temperature",
