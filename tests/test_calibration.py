@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from trainer.calibration import (
+    TEMPERATURE_BOUNDS,
     expected_calibration_error,
     fit_adaptive_temperature,
-    TEMPERATURE_BOUNDS,
     fit_temperature,
     importance_weights,
     reliability_diagram_data,
