@@ -51,7 +51,6 @@ import numpy as np
 import peft
 import torch
 import transformers
-from peft.tuners.lora import LoraLayer
 from transformers import HfArgumentParser, WhisperFeatureExtractor
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -115,8 +114,11 @@ class BenchmarkArguments:
         metadata={"help": "Run forwards under torch.autocast('cpu', bfloat16) (weights and optimizer stay fp32)."},
     )
     merge_lora: bool = field(
-        default=False,
-        metadata={"help": "Inference section only: merge the LoRA weights into the base projections (peft `merge`)."},
+        default=True,
+        metadata={
+            "help": "Inference section: time with the LoRA updates merged into the base projections "
+            "(`model.merged_lora()`, as `evaluate` and `ctrilora predict` run); --no_merge_lora times the adapters unmerged."
+        },
     )
     output_json: str | None = field(default=None, metadata={"help": "Write every number to this JSON file."})
     output_markdown: str | None = field(default=None, metadata={"help": "Write the report table to this file."})
@@ -391,23 +393,6 @@ def inference_step(
     return step
 
 
-@contextlib.contextmanager
-def lora_merged(model: torch.nn.Module, enabled: bool = True):
-    """Fold every LoRA update into its base weight for the block (W + s·BA, peft's `merge`), then undo it.
-
-    Inference then runs one matmul per projection instead of three plus a scale and an add; the outputs are equal
-    up to float rounding. Training must run unmerged (the adapters are what trains).
-    """
-    layers = [module for module in model.modules() if isinstance(module, LoraLayer)] if enabled else []
-    for layer in layers:
-        layer.merge()
-    try:
-        yield
-    finally:
-        for layer in layers:
-            layer.unmerge()
-
-
 def new_optimizer(model: torch.nn.Module) -> torch.optim.Optimizer:
     return torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
 
@@ -575,7 +560,8 @@ def bench_inference(ctx: Context) -> dict[str, Any]:
             ),
         }
         steps = {name: inference_step(model, batch, args.bf16) for name, batch in batches.items()}
-        with lora_merged(model, args.merge_lora):
+        model.eval()
+        with model.merged_lora() if args.merge_lora else contextlib.nullcontext():
             timings = time_interleaved(steps, {name: args.repeats for name in steps}, args.warmup, ctx.memory)
         for name, batch in batches.items():
             size = batch["input_features"].shape[0]

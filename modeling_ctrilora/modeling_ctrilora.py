@@ -6,12 +6,14 @@ Design choices where the paper is vague are fixed in the project's DESIGN.md and
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import torch
 from peft import LoraConfig, inject_adapter_in_model
+from peft.tuners.lora import LoraLayer
 from torch import nn
 from transformers import WhisperConfig, WhisperForConditionalGeneration
 from transformers import initialization as init
@@ -661,6 +663,44 @@ class WhisperForTriLoRA(WhisperPreTrainedModel):
         return torch.cat([a, b.to(a.dtype)]), torch.cat([a_mask, b_mask.to(a_mask.device)])
 
     # ------------------------------------------------------------------------------------------------ inference
+    @contextlib.contextmanager
+    def merged_lora(self) -> Iterator["WhisperForTriLoRA"]:
+        """Fold every LoRA update into its base projection (W + (α/r)·BA, peft's `merge`) for the block, then restore.
+
+        Inference inside the block runs one matmul per attention projection instead of the base matmul plus the two
+        low-rank ones; the outputs equal the unmerged model's up to float rounding. On leaving, the base weights are
+        copied back from clones taken before the merge, so they are bit-for-bit the trained ones (peft's `unmerge`
+        subtracts the update again and leaves rounding residue that would accumulate over repeated evaluations).
+        The clones cost one copy of the adapted projections' weights (about 75 MB for whisper-base). Nested use is a
+        no-op. Only for inference: the adapters are what trains, so the model must be in eval mode.
+
+        Example:
+
+        ```python
+        >>> model.eval()
+        >>> with model.merged_lora():
+        ...     probabilities = model.predict_emotion(features, attention_mask, domain="target")
+        ```
+        """
+        if self.training:
+            raise RuntimeError("merged_lora() is for inference; call model.eval() first (training updates the adapters)")
+        if getattr(self, "_lora_merged", False):
+            yield self
+            return
+        layers = [module for module in self.model.modules() if isinstance(module, LoraLayer) and not module.merged]
+        originals = [layer.get_base_layer().weight.detach().clone() for layer in layers]
+        self._lora_merged = True
+        try:
+            for layer in layers:
+                layer.merge()
+            yield self
+        finally:
+            with torch.no_grad():
+                for layer, weight in zip(layers, originals):
+                    layer.get_base_layer().weight.copy_(weight)
+                    layer.merged_adapters.clear()
+            self._lora_merged = False
+
     @torch.no_grad()
     def fit_target_statistics(self, batches: Iterable[Mapping[str, torch.Tensor]]) -> int:
         """Store the pooled-state statistics of unlabeled target-corpus clips (AdaBN) for `domain="target"`.

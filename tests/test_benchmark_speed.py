@@ -64,7 +64,6 @@ def test_benchmark_writes_every_section(benchmark_speed, tiny_corpus, tmp_path):
             "--repeats", "1",
             "--warmup", "0",
             "--num_threads", "1",
-            "--merge_lora",
             "--audio_dir", tiny_corpus,
             "--output_json", str(output_json),
             "--output_markdown", str(output_markdown),
@@ -123,24 +122,13 @@ def test_default_tiny_model_and_section_subset(benchmark_speed):
     """No --base_model: a tiny random Whisper is built on the fly; targets of skipped sections are not reported."""
     report = benchmark_speed.main(
         ["--batch_size", "2", "--clip_seconds", "0.5", "--repeats", "1", "--warmup", "0"]
-        + ["--sections", "inference", "--bf16"]
+        + ["--sections", "inference", "--bf16", "--no_merge_lora"]
     )
     assert set(report["results"]) == {"inference"}
     assert report["arguments"]["base_model"] is None and report["arguments"]["bf16"]
+    assert report["arguments"]["merge_lora"] is False
     assert report["results"]["inference"]["0.5s"]["batch_1"]["clips_per_s"] > 0
     assert [target["status"] for target in report["targets"]] == ["n/a", "n/a"]  # measured at 0.5 s, targets at 4 s
-
-
-def test_lora_merge_is_undone(benchmark_speed, tiny_whisper_dir):
-    """The inference section merges LoRA only for its own timing: training afterwards sees the adapters again."""
-    from modeling_ctrilora import WhisperForTriLoRA
-
-    model = WhisperForTriLoRA.from_whisper(tiny_whisper_dir, num_emotions=3, num_speakers=2)
-    layers = [module for module in model.modules() if isinstance(module, benchmark_speed.LoraLayer)]
-    assert layers
-    with benchmark_speed.lora_merged(model):
-        assert all(layer.merged for layer in layers)
-    assert not any(layer.merged for layer in layers)
 
 
 def test_rejects_unknown_section(benchmark_speed):

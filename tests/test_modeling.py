@@ -351,3 +351,47 @@ def test_config_rejects_bad_knobs():
         CTriLoRAConfig(pooled_normalization="layer")
     with pytest.raises(Exception, match="ser_class_weights"):
         CTriLoRAConfig(ser_class_weights=[1.0, 2.0])
+
+
+def trained_looking_lora(model):
+    """LoRA B starts at zero (the update is a no-op); give every adapter a non-zero update, as training would."""
+    generator = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if "lora_B" in name:
+                parameter.copy_(0.05 * torch.randn(parameter.shape, generator=generator))
+    return model
+
+
+def test_merged_lora_gives_the_unmerged_outputs_and_restores_the_weights_exactly(make_model):
+    model = trained_looking_lora(make_model())
+    features, mask = batch_inputs()
+    base_weights = {name: p.detach().clone() for name, p in model.named_parameters() if name.endswith("base_layer.weight")}
+    unmerged = model(features, attention_mask=mask)
+    with model.merged_lora():
+        changed = [name for name, p in model.named_parameters() if name in base_weights and not torch.equal(p, base_weights[name])]
+        assert len(changed) == len(base_weights) > 0  # every adapted projection now holds W + s·BA
+        with model.merged_lora():  # nested: a no-op, not a second merge
+            merged = model(features, attention_mask=mask)
+    torch.testing.assert_close(merged.logits, unmerged.logits, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(merged.z_emo, unmerged.z_emo, rtol=1e-4, atol=1e-5)
+    for name, parameter in model.named_parameters():
+        if name in base_weights:
+            assert torch.equal(parameter, base_weights[name]), name
+    assert not any(getattr(m, "merged_adapters", []) for m in model.modules())
+    torch.testing.assert_close(model(features, attention_mask=mask).logits, unmerged.logits, rtol=0, atol=0)
+
+
+def test_merged_lora_refuses_training_mode_and_restores_after_an_error(make_model):
+    model = trained_looking_lora(make_model())
+    base_weights = {name: p.detach().clone() for name, p in model.named_parameters() if name.endswith("base_layer.weight")}
+    model.train()
+    with pytest.raises(RuntimeError, match="eval"):
+        with model.merged_lora():
+            pass
+    model.eval()
+    with pytest.raises(KeyError):
+        with model.merged_lora():
+            raise KeyError("inference failed half-way")
+    assert all(torch.equal(p, base_weights[n]) for n, p in model.named_parameters() if n in base_weights)
+    assert not model._lora_merged
