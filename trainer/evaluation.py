@@ -89,6 +89,7 @@ def collect_predictions(
     clip_id_column: str = "path",
     transcriber: Callable[[dict[str, torch.Tensor]], list[str]] | None = None,
     domain: str = "in_domain",
+    group_by_length: bool = True,
 ) -> Predictions:
     """Run `model` over `dataset` (rows the `collator` takes) and keep logits, labels, z_emo and clip ids.
 
@@ -96,11 +97,15 @@ def collect_predictions(
         transcriber: optional `batch → decoded transcripts` used for WER/CER (the reference comes from the
             `transcript` column).
         domain: passed to the model when not `"in_domain"` (`"target"`: the stored target statistics).
+        group_by_length: batch clips of similar length together (by the `num_frames` column, when the dataset has
+            one), so batches carry little padding; every output is still returned in dataset order. The model masks
+            padding, so a clip's output does not depend on its batch beyond float rounding.
     """
     model.eval()
     device = next(model.parameters()).device
     logits, labels, z_emo, hypotheses = [], [], [], []
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collator)
+    order = length_order(dataset) if group_by_length else np.arange(len(dataset))
+    loader = DataLoader(dataset, batch_size=batch_size, sampler=order.tolist(), collate_fn=collator)
     domain_argument = {} if domain == "in_domain" else {"domain": domain}
     for batch in loader:
         inputs = {key: batch[key].to(device) for key in ("input_features", "attention_mask")}
@@ -110,17 +115,27 @@ def collect_predictions(
         labels.append(batch["labels"].cpu().numpy())
         if transcriber is not None:
             hypotheses.extend(transcriber(inputs))
+    # Row k of the batched outputs is dataset row order[k]; `restore` puts them back in dataset order.
+    restore = np.argsort(order, kind="stable")
     columns = dataset.column_names
     clip_ids = [str(value) for value in dataset[clip_id_column]] if clip_id_column in columns else []
     transcripts = list(dataset["transcript"]) if "transcript" in columns else []
     return Predictions(
-        logits=np.concatenate(logits),
-        labels=np.concatenate(labels),
-        z_emo=np.concatenate(z_emo),
+        logits=np.concatenate(logits)[restore],
+        labels=np.concatenate(labels)[restore],
+        z_emo=np.concatenate(z_emo)[restore],
         clip_ids=clip_ids or [str(index) for index in range(len(dataset))],
         transcripts=transcripts,
-        hypotheses=hypotheses,
+        hypotheses=[hypotheses[index] for index in restore] if hypotheses else [],
     )
+
+
+def length_order(dataset) -> np.ndarray:
+    """Row indices of `dataset` by clip length (`num_frames`, stable for ties); dataset order without the column."""
+    columns = getattr(dataset, "column_names", None) or []
+    if "num_frames" not in columns:
+        return np.arange(len(dataset))
+    return np.argsort(np.asarray(dataset["num_frames"]), kind="stable")
 
 
 def classification_section(predictions: Predictions, id2label: Mapping[int, str], classes: Sequence[str]) -> dict[str, Any]:
@@ -362,7 +377,10 @@ def evaluate_experiment(
     merged = model.merged_lora() if hasattr(model, "merged_lora") else contextlib.nullcontext()
     with merged:
         if target_statistics and getattr(config, "pooled_normalization", "none") != "none":
-            loader = DataLoader(splits["target_adaptation"], batch_size=batch_size, shuffle=False, collate_fn=data.collator)
+            adaptation = splits["target_adaptation"]
+            loader = DataLoader(
+                adaptation, batch_size=batch_size, sampler=length_order(adaptation).tolist(), collate_fn=data.collator
+            )
             target_clips = model.fit_target_statistics(loader)
         predictions = {
             name: collect_predictions(
@@ -468,6 +486,7 @@ __all__ = [
     "classification_section",
     "collect_predictions",
     "evaluate_experiment",
+    "length_order",
     "mcnemar_against",
     "render_report",
     "write_plots",
