@@ -691,8 +691,11 @@ class WhisperForTriLoRA(WhisperPreTrainedModel):
         originals = [layer.get_base_layer().weight.detach().clone() for layer in layers]
         self._lora_merged = True
         try:
-            for layer in layers:
-                layer.merge()
+            # The update is folded in the weights' own dtype even inside an autocast region (bf16 inference), so
+            # the merged weight is W + s·BA to fp32 precision and autocast rounds it like any other weight.
+            with torch.autocast(device_type=self.device.type, enabled=False):
+                for layer in layers:
+                    layer.merge()
             yield self
         finally:
             with torch.no_grad():

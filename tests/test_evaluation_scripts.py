@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from conftest_data import make_csv_corpus
 from modeling_ctrilora import WhisperForTriLoRA
@@ -65,6 +66,21 @@ def test_evaluate_script_rebuilds_the_runs_data_and_writes_the_report(corpora, t
     ])
     assert plain["model"]["target_statistics_clips"] is None
     assert plain["in_domain"] == results["in_domain"]
+    autocast_seen = []
+    original_forward = WhisperForTriLoRA.forward
+
+    def recording_forward(self, *args, **kwargs):
+        autocast_seen.append(torch.is_autocast_enabled("cpu"))
+        return original_forward(self, *args, **kwargs)
+
+    monkeypatch.setattr(WhisperForTriLoRA, "forward", recording_forward)
+    bf16 = evaluate_ctrilora.main([
+        "--checkpoint", str(run), "--output_dir", str(tmp_path / "bf16"), "--bf16", "--no_store_temperatures",
+        "--compare", f"fp32={out}",
+    ])
+    assert autocast_seen and all(autocast_seen)  # every forward of the evaluation ran under bf16 autocast
+    assert bf16["cross_corpus"]["n"] == results["cross_corpus"]["n"]
+    assert {row["split"] for row in bf16["comparisons"]["mcnemar"]} == {"in_domain", "cross_corpus"}
     for plot in on_disk["plots"].values():
         assert (out / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

@@ -395,3 +395,15 @@ def test_merged_lora_refuses_training_mode_and_restores_after_an_error(make_mode
             raise KeyError("inference failed half-way")
     assert all(torch.equal(p, base_weights[n]) for n, p in model.named_parameters() if n in base_weights)
     assert not model._lora_merged
+
+
+def test_merged_lora_folds_the_update_in_fp32_inside_bf16_autocast(make_model):
+    model = trained_looking_lora(make_model())
+    projection = model.model.encoder.layers[0].self_attn.q_proj
+    weight = projection.get_base_layer().weight.detach().clone()
+    expected = weight + projection.scaling["default"] * (projection.lora_B["default"].weight @ projection.lora_A["default"].weight)
+    with torch.autocast("cpu", dtype=torch.bfloat16), model.merged_lora():
+        merged = projection.get_base_layer().weight.detach().clone()
+    assert merged.dtype == torch.float32
+    torch.testing.assert_close(merged, expected.detach(), rtol=0, atol=1e-6)
+    assert torch.equal(projection.get_base_layer().weight, weight)
