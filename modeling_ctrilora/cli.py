@@ -104,7 +104,7 @@ def run_predict(args: argparse.Namespace) -> int:
     rate = feature_extractor.sampling_rate
     records, failures = [], 0
     # One merge of the LoRA updates for all files (~30 ms on whisper-base) drops the adapters' extra matmuls
-    # from every clip's forward (~10 % of batch-1 inference); the weights are restored on the way out.
+    # from every clip's forward (BENCHMARKS.md: about -10 % at batch 16); the weights are restored on the way out.
     with model.merged_lora():
         # One file needs no bar; for several, tqdm shows one on stderr when it is a terminal (disable=None).
         progress = tqdm(args.files, desc="predict", unit="file", file=sys.stderr, disable=True if len(args.files) < 2 else None)

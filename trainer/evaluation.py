@@ -375,22 +375,24 @@ def evaluate_experiment(
     # Every split runs with the LoRA updates merged into the base projections (fewer matmuls per forward); the
     # trained weights are restored bit-for-bit afterwards, so evaluating mid-training changes nothing.
     merged = model.merged_lora() if hasattr(model, "merged_lora") else contextlib.nullcontext()
-    with merged:
-        if target_statistics and getattr(config, "pooled_normalization", "none") != "none":
-            adaptation = splits["target_adaptation"]
-            loader = DataLoader(
-                adaptation, batch_size=batch_size, sampler=length_order(adaptation).tolist(), collate_fn=data.collator
-            )
-            target_clips = model.fit_target_statistics(loader)
-        predictions = {
-            name: collect_predictions(
-                model, dataset, data.collator, batch_size=batch_size,
-                transcriber=transcriber if name in ("source_test", "target_test") else None,
-                domain="target" if target_clips and name.startswith("target") else "in_domain",
-            )
-            for name, dataset in splits.items()
-        }
-    model.train(was_training)
+    try:
+        with merged:
+            if target_statistics and getattr(config, "pooled_normalization", "none") != "none":
+                adaptation = splits["target_adaptation"]
+                loader = DataLoader(
+                    adaptation, batch_size=batch_size, sampler=length_order(adaptation).tolist(), collate_fn=data.collator
+                )
+                target_clips = model.fit_target_statistics(loader)
+            predictions = {
+                name: collect_predictions(
+                    model, dataset, data.collator, batch_size=batch_size,
+                    transcriber=transcriber if name in ("source_test", "target_test") else None,
+                    domain="target" if target_clips and name.startswith("target") else "in_domain",
+                )
+                for name, dataset in splits.items()
+            }
+    finally:
+        model.train(was_training)
     report_model = model.trainable_parameter_report() if hasattr(model, "trainable_parameter_report") else {"fraction": None}
     model_info = {
         "base_model": str(getattr(config, "_name_or_path", "")),
