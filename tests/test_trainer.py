@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -138,7 +139,13 @@ def accelerate_launch(processes: int) -> list[str]:
     """`accelerate launch` on the CPU: one process plainly, several through torchrun (`--multi_gpu`, gloo on CPU)."""
     command = [sys.executable, "-m", "accelerate.commands.launch", "--num_machines", "1", "--mixed_precision", "no",
                "--dynamo_backend", "no", "--num_processes", str(processes)]
-    return command + (["--multi_gpu"] if processes > 1 else ["--cpu"])
+    if processes == 1:
+        return command + ["--cpu"]
+    # A free port per launch: back-to-back torchrun launches on the default port can meet the previous one's socket.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return command + ["--multi_gpu", "--main_process_port", str(port)]
 
 
 def test_two_process_training_run_finishes(corpora, tiny_whisper_dir, tmp_path):

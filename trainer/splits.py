@@ -309,8 +309,12 @@ def write_splits(
         payload["paths_sha1"] = _paths_digest(dataset) if "path" in dataset.column_names else None
     path = _splits_file(run_dir, filename)
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    with open(path, "w", encoding="utf-8") as handle:
+    # Written to a temporary file and renamed: in a multi-process run the other ranks may read the file while the
+    # main process writes it, and a rename is atomic, so they see either no file or the whole file.
+    temporary = f"{path}.{os.getpid()}.tmp"
+    with open(temporary, "w", encoding="utf-8") as handle:
         json.dump(payload, handle, indent=1)
+    os.replace(temporary, path)
     return path
 
 
