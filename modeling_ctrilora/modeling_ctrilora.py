@@ -684,12 +684,9 @@ class WhisperForTriLoRA(WhisperPreTrainedModel):
         """
         if self.training:
             raise RuntimeError("merged_lora() is for inference; call model.eval() first (training updates the adapters)")
-        if getattr(self, "_lora_merged", False):
-            yield self
-            return
+        # Only layers not merged yet: inside an outer block there are none, so a nested block changes nothing.
         layers = [module for module in self.model.modules() if isinstance(module, LoraLayer) and not module.merged]
         originals = [layer.get_base_layer().weight.detach().clone() for layer in layers]
-        self._lora_merged = True
         try:
             # The update is folded in the weights' own dtype even inside an autocast region (bf16 inference), so
             # the merged weight is W + s·BA to fp32 precision and autocast rounds it like any other weight.
@@ -702,7 +699,6 @@ class WhisperForTriLoRA(WhisperPreTrainedModel):
                 for layer, weight in zip(layers, originals):
                     layer.get_base_layer().weight.copy_(weight)
                     layer.merged_adapters.clear()
-            self._lora_merged = False
 
     @torch.no_grad()
     def fit_target_statistics(self, batches: Iterable[Mapping[str, torch.Tensor]]) -> int:

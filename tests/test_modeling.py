@@ -394,7 +394,7 @@ def test_merged_lora_refuses_training_mode_and_restores_after_an_error(make_mode
         with model.merged_lora():
             raise KeyError("inference failed half-way")
     assert all(torch.equal(p, base_weights[n]) for n, p in model.named_parameters() if n in base_weights)
-    assert not model._lora_merged
+    assert not any(getattr(module, "merged", False) for module in model.modules())
 
 
 def test_merged_lora_folds_the_update_in_fp32_inside_bf16_autocast(make_model):
