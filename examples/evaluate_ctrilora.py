@@ -7,10 +7,10 @@
 
 The run's own data arguments (`run_arguments.json`) and split files are re-used, so the clips are exactly those
 the run was trained and tested on. Writes `<checkpoint>/evaluation/` (or `--output_dir`): `results.json` (schema in
-`trainer/evaluation.py`), `report.md` rendered from it, `predictions.json` (per clip, for McNemar between runs) and
-the PNGs. The fitted temperatures (in-domain, target-adaptive) and, with a pooled standardisation, the pooled-state
-statistics of the unlabeled target adaptation clips (AdaBN) are saved into the checkpoint, where `predict_emotion`
-and the pipeline apply them (`domain="target"`).
+`trainer/evaluation/evaluate.py`), `report.md` rendered from it, `predictions.json` (per clip, for McNemar between
+runs) and the PNGs. The fitted temperatures (in-domain, target-adaptive) and, with a pooled standardisation, the
+pooled-state statistics of the unlabeled target adaptation clips (AdaBN) are saved into the checkpoint, where
+`predict_emotion` and the pipeline apply them (`domain="target"`).
 """
 
 from __future__ import annotations
@@ -18,18 +18,15 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from modeling_ctrilora import WhisperForTriLoRA  # noqa: E402
-from trainer.evaluation import evaluate_experiment  # noqa: E402
-from trainer.experiment import prepare_data, read_run_arguments  # noqa: E402
+from modeling_ctrilora import WhisperForTriLoRA
+from trainer.evaluation.evaluate import evaluate_experiment
+from trainer.run import prepare_data, read_run_arguments
 
 logger = logging.getLogger("evaluate_ctrilora")
 

@@ -26,10 +26,9 @@ from dataclasses import dataclass, field
 import transformers
 from transformers import HfArgumentParser, set_seed
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from trainer.baselines import run_frozen_probe  # noqa: E402
-from trainer.experiment import DataArguments, prepare_data, resolve_base_model  # noqa: E402
+from trainer.evaluation.baselines import run_frozen_probe
+from trainer.run import DataArguments, prepare_data, resolve_base_model
 
 logger = logging.getLogger("frozen_probe")
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import time
@@ -25,12 +24,10 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from modeling_ctrilora.presets import ABLATION_PRESETS
+from trainer.evaluation.ablation import load_runs, render_ablation_report, run_folder, summarise, write_figures
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from modeling_ctrilora.presets import ABLATION_PRESETS  # noqa: E402
-from trainer.ablation import load_runs, render_ablation_report, run_folder, summarise, write_figures  # noqa: E402
-
 BASELINES = ("frozen_probe", "frozen_probe_coral")
 DATA_OPTIONS = ("base_model", "source", "target", "source_language", "target_language", "source_split",
                 "target_adaptation_fraction")
@@ -76,7 +73,6 @@ def main(argv: list[str] | None = None) -> dict:
                   + ", ".join(f"{preset}/seed-{seed}" for preset, seed in pending))
         pending = []
     failures: dict[str, str] = {}
-    environment = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
     for preset, seed in tqdm(pending, desc="ablation runs", unit="run"):
         folder = run_folder(root, preset, seed)
         folder.mkdir(parents=True, exist_ok=True)
@@ -84,7 +80,7 @@ def main(argv: list[str] | None = None) -> dict:
         start = time.time()
         with open(log_path, "w", encoding="utf-8") as log:
             completed = subprocess.run(run_command(args, preset, seed, train_extra), stdout=log, stderr=subprocess.STDOUT,
-                                       env=environment, cwd=REPO)
+                                       cwd=REPO)
         elapsed = time.time() - start
         if completed.returncode != 0:
             tail = log_path.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-3:]

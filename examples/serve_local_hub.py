@@ -13,19 +13,16 @@ results file and the card's plots). The server runs until Ctrl-C / SIGTERM. Need
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from transformers import WhisperProcessor
 
-from transformers import WhisperProcessor  # noqa: E402
-
-from modeling_ctrilora import WhisperForTriLoRA  # noqa: E402
-from modeling_ctrilora.hub import save_pretrained_with_card  # noqa: E402
-from modeling_ctrilora.local_hub import serve_olah, stage_repository  # noqa: E402
+from hub_cards.local_hub import serve_olah, stage_repository
+from hub_cards.push import save_pretrained_with_card
+from modeling_ctrilora import WhisperForTriLoRA
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -25,14 +25,13 @@ import transformers
 from accelerate import PartialState
 from transformers import HfArgumentParser, WhisperProcessor, set_seed
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from modeling_ctrilora import WhisperForTriLoRA  # noqa: E402
-from trainer import CTriLoRATrainer, CTriLoRATrainingArguments  # noqa: E402
-from trainer.evaluation import evaluate_experiment  # noqa: E402
-from trainer.experiment import DataArguments, prepare_data, resolve_base_model, write_run_arguments  # noqa: E402
-from trainer.metrics import compute_metrics_fn  # noqa: E402
-from trainer.sampler import PairAwareBatchSampler  # noqa: E402
+from modeling_ctrilora import WhisperForTriLoRA
+from trainer import CTriLoRATrainer, CTriLoRATrainingArguments
+from trainer.data.sampler import PairAwareBatchSampler
+from trainer.evaluation.evaluate import evaluate_experiment
+from trainer.evaluation.metrics import compute_metrics_fn
+from trainer.run import DataArguments, prepare_data, resolve_base_model, write_run_arguments
 
 logger = logging.getLogger("train_ctrilora")
 
@@ -86,7 +85,7 @@ def main(argv: list[str] | None = None) -> dict:
     transformers.utils.logging.set_verbosity_warning()
     set_seed(training_args.seed)
     # Trainer's own push would create the repo at start-up and upload its own README; we push once, at the end,
-    # with our model card (see modeling_ctrilora.hub).
+    # with our model card (see hub_cards.push).
     push_to_hub, training_args.push_to_hub = training_args.push_to_hub, False
 
     base_model = resolve_base_model(model_args.base_model)
@@ -154,7 +153,7 @@ def main(argv: list[str] | None = None) -> dict:
             os.path.join(training_args.output_dir, "evaluation", "report.md"),
         )
         if push_to_hub:
-            from modeling_ctrilora.hub import push_to_hub_with_card
+            from hub_cards.push import push_to_hub_with_card
 
             if not training_args.hub_model_id:
                 raise ValueError("--push_to_hub needs --hub_model_id ORG/NAME")

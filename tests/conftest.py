@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from modeling_ctrilora import WhisperForTriLoRA
-from modeling_ctrilora.tiny_whisper import build_tiny_whisper
+from trainer.demo.tiny_whisper import build_tiny_whisper
 
 TINY_SOURCE_POSITIONS = 50  # 100 mel frames: short enough to keep the suite fast, long enough for mixed lengths.
 

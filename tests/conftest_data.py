@@ -137,7 +137,7 @@ def make_disk_dataset(root: str | os.PathLike, clip_dir: str | os.PathLike, **co
 
 def tiny_tokenizer(language: str = "en"):
     """The lead's byte-level Whisper tokenizer (every Whisper special token) with a language/transcribe prefix."""
-    from modeling_ctrilora.tiny_whisper import build_whisper_byte_tokenizer
+    from trainer.demo.tiny_whisper import build_whisper_byte_tokenizer
 
     return build_whisper_byte_tokenizer(language=language, task="transcribe")
 

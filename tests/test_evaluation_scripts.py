@@ -11,7 +11,6 @@ import torch
 
 from conftest_data import make_csv_corpus
 from modeling_ctrilora import WhisperForTriLoRA
-from trainer import experiment
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "examples"))
@@ -30,7 +29,7 @@ def test_evaluate_script_rebuilds_the_runs_data_and_writes_the_report(corpora, t
     import evaluate_ctrilora
     import train_ctrilora
 
-    monkeypatch.setattr(experiment, "CACHE_HOME", tmp_path / "cache")
+    monkeypatch.setattr("trainer.run.CACHE_HOME", tmp_path / "cache")
     source, target = corpora
     run = tmp_path / "run"
     trained = train_ctrilora.main([

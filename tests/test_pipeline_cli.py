@@ -19,9 +19,9 @@ from transformers import (
 )
 from transformers.pipelines import PIPELINE_REGISTRY, AudioClassificationPipeline
 
+from hub_cards.push import save_pretrained_with_card
 from modeling_ctrilora import WhisperForTriLoRA
 from modeling_ctrilora.cli import main
-from modeling_ctrilora.hub import save_pretrained_with_card
 from modeling_ctrilora.pipeline import (
     AudioInputError,
     CTriLoRAAudioClassificationPipeline,

@@ -17,10 +17,9 @@ from conftest_data import make_csv_corpus
 from modeling_ctrilora import WhisperForTriLoRA
 from modeling_ctrilora.presets import LOSS_TERMS
 from trainer import CTriLoRATrainer, CTriLoRATrainingArguments
-from trainer import experiment
-from trainer.experiment import DataArguments, prepare_data
-from trainer.metrics import compute_metrics_fn
-from trainer.sampler import PairAwareBatchSampler
+from trainer.data.sampler import PairAwareBatchSampler
+from trainer.evaluation.metrics import compute_metrics_fn
+from trainer.run import DataArguments, prepare_data
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -35,7 +34,7 @@ def corpora(tmp_path_factory):
 
 @pytest.fixture
 def experiment_data(corpora, tiny_whisper_dir, tmp_path, monkeypatch):
-    monkeypatch.setattr(experiment, "CACHE_HOME", tmp_path / "cache")
+    monkeypatch.setattr("trainer.run.CACHE_HOME", tmp_path / "cache")
     source, target = corpora
     return prepare_data(DataArguments(source=source, target=target), tiny_whisper_dir, tmp_path / "run", seed=0)
 
@@ -111,7 +110,7 @@ def test_training_script_end_to_end(corpora, tiny_whisper_dir, tmp_path, monkeyp
     sys.path.insert(0, str(REPO / "examples"))
     import train_ctrilora
 
-    monkeypatch.setattr(experiment, "CACHE_HOME", tmp_path / "cache")
+    monkeypatch.setattr("trainer.run.CACHE_HOME", tmp_path / "cache")
     source, target = corpora
     run = tmp_path / "run"
     results = train_ctrilora.main([

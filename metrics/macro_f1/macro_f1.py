@@ -9,7 +9,7 @@ network access (only bare names such as ``"f1"`` are looked up on the Hub)::
     {'macro_f1': 0.42857142857142855}
 
 The module only needs scikit-learn (not the ``trainer`` package, so it also works when copied on its own); it uses
-the same convention as ``trainer.metrics.classification_report_dict``: the unweighted mean of per-class F1 over the
+the same convention as ``trainer.evaluation.metrics.classification_report_dict``: the unweighted mean of per-class F1 over the
 evaluated classes that occur in ``references``, a never-predicted class contributing F1 0 (``zero_division=0``).
 Note the difference to the Hub's ``f1`` metric with ``average="macro"``, which also averages over classes that
 appear only in the predictions.

@@ -9,7 +9,7 @@ network access (only bare names such as ``"uar"`` are looked up on the Hub)::
     {'uar': 0.5}
 
 The module only needs scikit-learn (not the ``trainer`` package, so it also works when copied on its own); it uses
-the same convention as ``trainer.metrics.classification_report_dict``: the mean recall over the evaluated classes
+the same convention as ``trainer.evaluation.metrics.classification_report_dict``: the mean recall over the evaluated classes
 that occur in ``references`` (by default all of them), a never-predicted class contributing recall 0.
 """
 

@@ -1,0 +1,1 @@
+"""Corpora, emotion labels, splits, the pair-aware sampler, log-Mel features and the collator."""

@@ -1,0 +1,585 @@
+"""Load emotional-speech corpora into one `datasets.Dataset` schema, validating every clip once.
+
+Three on-disk layouts are understood (see :func:`load_corpus`):
+
+* ``csv`` — a folder with ``metadata.csv`` (``path,emotion,speaker,transcript[,gender,language]``, ``path``
+  relative to the folder), the layout of the RAVDESS and EmoDB copies used for development;
+* ``kazemotts`` — the KazEmoTTS release, ``<root>/<speaker_id>/{train,eval}/<speaker_id>_<emotion>_<n>.wav`` with
+  the transcript in a ``.txt`` of the same stem beside each wav;
+* ``disk`` — any `datasets.Dataset` written with ``save_to_disk``.
+
+Every loader returns the columns of :data:`CORPUS_FEATURES`. ``audio`` is a ``datasets.Audio(decode=False)``
+column (``{"bytes", "path"}``): `datasets` ≥ 4 decodes audio through `torchcodec`, which needs system FFmpeg, so
+decoding is done here with `soundfile` (:func:`load_audio`) and resampled with `librosa` (soxr).
+
+Bad clips (missing, unreadable, empty, too short, all-zero, NaN/inf samples, longer than 30 s) raise
+:class:`BadAudioError` naming the file and the problem; with ``on_bad_audio="skip"`` they are dropped, each one
+logged with its reason, and counted in a :class:`LoadReport` (returned with ``return_report=True`` and summarised
+in ``dataset.info.description``, which survives ``save_to_disk``).
+
+Example:
+    >>> from trainer.data.corpora import load_corpus, load_audio
+    >>> ravdess = load_corpus("../shared/data/ravdess", language="en")  # doctest: +SKIP
+    >>> ravdess.column_names  # doctest: +SKIP
+    ['audio', 'path', 'emotion', 'speaker', 'transcript', 'gender', 'language', 'corpus']
+    >>> waveform = load_audio(ravdess[0]["audio"])  # float32, mono, 16 kHz  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import csv
+import glob
+import io
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, overload
+
+import datasets
+import librosa
+import numpy as np
+import soundfile as sf
+
+from trainer.data.labels import harmonize_label
+
+logger = logging.getLogger(__name__)
+
+SAMPLING_RATE = 16_000
+MAX_SECONDS = 30.0  # Whisper's encoder window; a longer clip cannot be encoded whole.
+# Two mel frames (20 ms): Whisper's stride-2 convolution turns them into one encoder position, the minimum.
+MIN_SAMPLES = 2 * 160
+
+CORPUS_FEATURES = datasets.Features(
+    {
+        "audio": datasets.Audio(decode=False),
+        "path": datasets.Value("string"),
+        "emotion": datasets.Value("string"),
+        "speaker": datasets.Value("string"),
+        "transcript": datasets.Value("string"),
+        "gender": datasets.Value("string"),
+        "language": datasets.Value("string"),
+        "corpus": datasets.Value("string"),
+    }
+)
+CORPUS_COLUMNS: tuple[str, ...] = tuple(CORPUS_FEATURES)
+_AUDIO_STRUCT = {"bytes": datasets.Value("binary"), "path": datasets.Value("string")}
+METADATA_COLUMNS: tuple[str, ...] = ("path", "emotion", "speaker", "transcript")
+
+# KazEmoTTS narrators (speaker id -> (narrator code, gender)), from the corpus README.
+KAZEMOTTS_SPEAKERS: dict[str, tuple[str, str]] = {
+    "805570882": ("F1", "female"),
+    "1263201035": ("M1", "male"),
+    "399172782": ("M2", "male"),
+}
+KAZEMOTTS_SUBSETS: tuple[str, ...] = ("train", "eval")
+
+# Column names accepted in a save_to_disk dataset, first match wins.
+_DISK_COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
+    "audio": ("audio", "path", "file", "audio_path"),
+    "emotion": ("emotion", "label"),
+    "speaker": ("speaker", "speaker_id"),
+    "transcript": ("transcript", "text", "sentence"),
+    "gender": ("gender",),
+    "language": ("language",),
+}
+_REQUIRED_DISK_ROLES = ("audio", "emotion", "speaker", "transcript")
+_GENDERS = {"m": "male", "male": "male", "f": "female", "female": "female"}
+
+AudioSource = str | os.PathLike | Mapping[str, Any]
+Format = Literal["auto", "csv", "kazemotts", "disk"]
+
+
+class BadAudioError(ValueError):
+    """A clip that cannot be used; ``str(error)`` is ``"<file>: <problem>"``.
+
+    Attributes:
+        path: the file (or the name of embedded audio bytes).
+        problem: what is wrong, e.g. ``"file not found"``.
+    """
+
+    def __init__(self, path: str, problem: str) -> None:
+        self.path = path
+        self.problem = problem
+        super().__init__(f"{path}: {problem}")
+
+
+@dataclass
+class LoadReport:
+    """What :func:`load_corpus` loaded and what it skipped.
+
+    Attributes:
+        corpus: corpus name (the ``corpus`` column).
+        source: the folder or file loaded.
+        format: ``"csv"``, ``"kazemotts"`` or ``"disk"``.
+        num_rows: clips listed by the corpus.
+        skipped: ``(file, problem)`` for every clip dropped under ``on_bad_audio="skip"``.
+    """
+
+    corpus: str
+    source: str
+    format: str
+    num_rows: int = 0
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def num_skipped(self) -> int:
+        return len(self.skipped)
+
+    @property
+    def num_loaded(self) -> int:
+        return self.num_rows - self.num_skipped
+
+    def summary(self) -> str:
+        """Human-readable report; the first line gives the counts, then one line per skipped clip."""
+        lines = [
+            f"corpus {self.corpus!r} ({self.format}) from {self.source}: {self.num_loaded} of {self.num_rows} "
+            f"clips loaded, {self.num_skipped} skipped."
+        ]
+        lines += [f"skipped {path}: {problem}" for path, problem in self.skipped]
+        return "\n".join(lines)
+
+
+def _source_name(source: AudioSource) -> str:
+    if isinstance(source, Mapping):
+        return str(source.get("path") or "<embedded audio bytes>")
+    return os.fspath(source)
+
+
+def _read(source: AudioSource) -> tuple[np.ndarray, int]:
+    """Decode to ``(frames, channels)`` float32 at the file's own rate; errors name the file."""
+    name = _source_name(source)
+    payload = source.get("bytes") if isinstance(source, Mapping) else None
+    if payload is None:
+        if not name or not os.path.isfile(name):
+            raise BadAudioError(name, "file not found")
+        handle: Any = name
+    else:
+        handle = io.BytesIO(payload)
+    try:
+        data, sampling_rate = sf.read(handle, dtype="float32", always_2d=True)
+    except (sf.SoundFileError, RuntimeError, ValueError, TypeError) as error:
+        raise BadAudioError(name, f"unreadable audio ({error})") from error
+    return data, int(sampling_rate)
+
+
+def _checked_mono(data: np.ndarray, sampling_rate: int, name: str) -> np.ndarray:
+    """Apply every clip-level check, return the mono mix (channel mean)."""
+    num_samples = data.shape[0]
+    if num_samples == 0:
+        raise BadAudioError(name, "empty audio (0 samples)")
+    duration = num_samples / sampling_rate
+    if duration > MAX_SECONDS:
+        raise BadAudioError(name, f"clip is {duration:.2f} s long; Whisper encodes at most {MAX_SECONDS:.0f} s")
+    if num_samples * SAMPLING_RATE / sampling_rate < MIN_SAMPLES:
+        raise BadAudioError(
+            name, f"clip is too short ({duration * 1000:.1f} ms; at least {MIN_SAMPLES / SAMPLING_RATE * 1000:.0f} ms)"
+        )
+    if not np.isfinite(data).all():
+        raise BadAudioError(name, "audio contains NaN or infinite samples")
+    mono = data.mean(axis=1)
+    if not np.any(mono):
+        raise BadAudioError(name, "digital silence: every sample of the clip is zero")
+    return mono
+
+
+def check_audio(source: AudioSource) -> float:
+    """Decode a clip once and apply every check of :func:`load_audio`, without resampling.
+
+    Returns:
+        The duration in seconds.
+
+    Raises:
+        BadAudioError: as :func:`load_audio`.
+    """
+    data, sampling_rate = _read(source)
+    _checked_mono(data, sampling_rate, _source_name(source))
+    return data.shape[0] / sampling_rate
+
+
+def load_audio(source: AudioSource, target_sr: int = SAMPLING_RATE) -> np.ndarray:
+    """Decode a clip to mono float32 at `target_sr`.
+
+    Args:
+        source: a file path, or an ``Audio(decode=False)`` value ``{"bytes": ..., "path": ...}`` (bytes win when
+            present).
+        target_sr: output sampling rate; other rates are resampled with librosa's soxr (``soxr_hq``).
+
+    Returns:
+        ``(num_samples,)`` float32 array; stereo is averaged to mono.
+
+    Raises:
+        BadAudioError: missing or unreadable file, empty or shorter than 20 ms, longer than 30 s, NaN/inf samples,
+            or digital silence over the whole clip. The message names the file.
+
+    Example:
+        >>> load_audio("clip_22k_stereo.wav").shape  # 1 s at 22.05 kHz -> (16000,)  # doctest: +SKIP
+    """
+    data, sampling_rate = _read(source)
+    mono = _checked_mono(data, sampling_rate, _source_name(source))
+    if sampling_rate != target_sr:
+        mono = librosa.resample(mono, orig_sr=sampling_rate, target_sr=target_sr, res_type="soxr_hq")
+    return np.ascontiguousarray(mono, dtype=np.float32)
+
+
+def detect_format(path: str | os.PathLike) -> str:
+    """Guess the layout of a corpus path: ``"csv"``, ``"disk"`` or ``"kazemotts"``.
+
+    Rules, in order: a ``.csv`` file or a folder with ``metadata.csv`` → csv; a folder with ``state.json`` and
+    ``dataset_info.json`` (or ``dataset_dict.json``) → disk; a folder matching ``*/train/*.wav`` or
+    ``*/eval/*.wav`` → kazemotts.
+
+    Raises:
+        FileNotFoundError: the path does not exist.
+        ValueError: nothing matches; the message lists what was looked for.
+    """
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"corpus path {path} does not exist")
+    if os.path.isfile(path):
+        if path.endswith(".csv"):
+            return "csv"
+        raise ValueError(f"{path} is a file but not a .csv metadata file; pass the corpus folder instead")
+    if os.path.isfile(os.path.join(path, "metadata.csv")):
+        return "csv"
+    if os.path.isfile(os.path.join(path, "dataset_dict.json")) or (
+        os.path.isfile(os.path.join(path, "state.json")) and os.path.isfile(os.path.join(path, "dataset_info.json"))
+    ):
+        return "disk"
+    if any(glob.glob(os.path.join(glob.escape(path), "*", subset, "*.wav")) for subset in KAZEMOTTS_SUBSETS):
+        return "kazemotts"
+    raise ValueError(
+        f"cannot tell the corpus format of {path}: expected metadata.csv (format='csv'), a save_to_disk folder with "
+        "state.json + dataset_info.json (format='disk'), or KazEmoTTS's <speaker>/{train,eval}/*.wav "
+        "(format='kazemotts')."
+    )
+
+
+def _prefixed_speaker(speaker: str, corpus: str) -> str:
+    # Speaker ids are only unique inside a corpus ("01" exists everywhere); prefix once with the corpus name.
+    if not speaker or speaker.startswith(f"{corpus}_"):
+        return speaker
+    return f"{corpus}_{speaker}"
+
+
+def _row(
+    audio: dict[str, Any],
+    path: str,
+    emotion: str,
+    speaker: str,
+    transcript: str,
+    gender: str,
+    language: str,
+    corpus: str,
+    label_aliases: Mapping[str, str] | None,
+    where: str,
+) -> dict[str, Any]:
+    return {
+        "audio": audio,
+        "path": path,
+        "emotion": harmonize_label(emotion, label_aliases, where=where),
+        "speaker": _prefixed_speaker(str(speaker).strip(), corpus),
+        "transcript": str(transcript).strip(),
+        "gender": _GENDERS.get(str(gender).strip().lower(), str(gender).strip().lower()),
+        "language": str(language).strip(),
+        "corpus": corpus,
+    }
+
+
+def _rows_from_csv(
+    csv_path: str, corpus: str, language: str | None, label_aliases: Mapping[str, str] | None
+) -> list[dict[str, Any]]:
+    root = os.path.dirname(os.path.abspath(csv_path))
+    rows = []
+    with open(csv_path, newline="", encoding="utf-8-sig") as handle:
+        reader = csv.DictReader(handle)
+        header = [name.strip() for name in reader.fieldnames or []]
+        missing = [name for name in METADATA_COLUMNS if name not in header]
+        if missing:
+            raise ValueError(
+                f"{csv_path}: missing column(s) {', '.join(missing)}; found {', '.join(header) or 'no header'}; "
+                f"expected {','.join(METADATA_COLUMNS)}[,gender,language]"
+            )
+        for record in reader:
+            cells = {key.strip(): (value or "").strip() for key, value in record.items() if key is not None}
+            where = f"{csv_path}, line {reader.line_num}"
+            if not cells["path"]:
+                raise ValueError(f"{where}: empty path")
+            path = os.path.normpath(os.path.join(root, cells["path"]))
+            rows.append(
+                _row(
+                    {"bytes": None, "path": path},
+                    path,
+                    cells["emotion"],
+                    cells["speaker"],
+                    cells["transcript"],
+                    cells.get("gender", ""),
+                    cells.get("language") or language or "",
+                    corpus,
+                    label_aliases,
+                    f"{where} ({cells['path']})",
+                )
+            )
+    return rows
+
+
+def _rows_from_kazemotts(
+    root: str, corpus: str, language: str | None, label_aliases: Mapping[str, str] | None
+) -> list[dict[str, Any]]:
+    rows, missing_transcripts = [], []
+    wavs = sorted(
+        wav for subset in KAZEMOTTS_SUBSETS for wav in glob.glob(os.path.join(glob.escape(root), "*", subset, "*.wav"))
+    )
+    for wav in wavs:
+        path = os.path.abspath(wav)
+        folder_speaker = os.path.basename(os.path.dirname(os.path.dirname(path)))
+        stem = os.path.splitext(os.path.basename(path))[0]
+        head, _, number = stem.rpartition("_")
+        speaker, _, emotion = head.partition("_")
+        if not (number.isdigit() and speaker and emotion):
+            raise ValueError(f"{path}: KazEmoTTS file names are <speaker_id>_<emotion>_<n>.wav, got {stem!r}")
+        if speaker != folder_speaker:
+            raise ValueError(f"{path}: file name says speaker {speaker!r} but it is in folder {folder_speaker!r}")
+        transcript_file = os.path.splitext(path)[0] + ".txt"
+        if os.path.isfile(transcript_file):
+            with open(transcript_file, encoding="utf-8-sig") as handle:
+                transcript = " ".join(handle.read().split())
+        else:
+            transcript = ""
+            missing_transcripts.append(path)
+        gender = KAZEMOTTS_SPEAKERS.get(speaker, ("", ""))[1]
+        audio = {"bytes": None, "path": path}
+        rows.append(
+            _row(audio, path, emotion, speaker, transcript, gender, language or "kk", corpus, label_aliases, path)
+        )
+    if missing_transcripts:
+        logger.warning(
+            "%s: %d clip(s) have no .txt transcript beside them (transcript left empty, no ASR loss): %s",
+            root, len(missing_transcripts), ", ".join(missing_transcripts),
+        )
+    return rows
+
+
+def _disk_column(dataset: datasets.Dataset, role: str, source: str, required: bool) -> str | None:
+    for name in _DISK_COLUMN_ALIASES[role]:
+        if name in dataset.column_names:
+            return name
+    if required:
+        raise ValueError(
+            f"{source}: no {role} column (looked for {', '.join(_DISK_COLUMN_ALIASES[role])}); "
+            f"found {', '.join(dataset.column_names)}"
+        )
+    return None
+
+
+def _disk_audio(value: Any, root: str, index: int) -> tuple[dict[str, Any], str]:
+    """Normalise one audio cell (path string, {bytes, path}, or {array, sampling_rate}) to ``({bytes, path}, name)``."""
+    if isinstance(value, str):
+        value = {"bytes": None, "path": value}
+    if not isinstance(value, Mapping):
+        raise ValueError(f"{root}, row {index}: unsupported audio value of type {type(value).__name__}")
+    if value.get("array") is not None:
+        # Decoded arrays (an older `datasets` layout): store them as lossless float WAV bytes.
+        buffer = io.BytesIO()
+        array = np.asarray(value["array"], dtype=np.float32)
+        sf.write(buffer, array, int(value["sampling_rate"]), format="WAV", subtype="FLOAT")
+        name = value.get("path") or f"{root}[row {index}]"
+        return {"bytes": buffer.getvalue(), "path": name}, name
+    path, payload = value.get("path"), value.get("bytes")
+    if payload is None:
+        # A file reference: relative paths are taken relative to the dataset folder when the file is there.
+        if path and not os.path.isabs(path) and os.path.isfile(os.path.join(root, path)):
+            path = os.path.join(root, path)
+        name = os.path.abspath(path) if path else f"{root}[row {index}]"
+    else:
+        # Embedded bytes (save_to_disk embeds local files and keeps only their base name): name the clip by the
+        # dataset folder and that stored name — unique and readable in messages, though not a file on disk.
+        name = os.path.join(root, path) if path else f"{root}[row {index}]"
+    return {"bytes": payload, "path": name}, name
+
+
+def _rows_from_disk(
+    root: str, corpus_name: str | None, language: str | None, label_aliases: Mapping[str, str] | None
+) -> list[dict[str, Any]]:
+    loaded = datasets.load_from_disk(root)
+    if isinstance(loaded, datasets.DatasetDict):
+        raise ValueError(
+            f"{root} is a DatasetDict with splits {list(loaded)}; pass one split's folder, e.g. "
+            f"{os.path.join(root, next(iter(loaded), 'train'))}"
+        )
+    columns = {role: _disk_column(loaded, role, root, role in _REQUIRED_DISK_ROLES) for role in _DISK_COLUMN_ALIASES}
+    audio_column = columns["audio"]
+    if isinstance(loaded.features[audio_column], datasets.Audio):
+        loaded = loaded.cast_column(audio_column, datasets.Audio(decode=False))
+    emotion_feature = loaded.features[columns["emotion"]]
+    default_corpus = corpus_name or os.path.basename(os.path.normpath(root))
+    # A separate `path` column (e.g. a dataset written by load_corpus itself) names the clip better than bytes do.
+    path_column = "path" if audio_column != "path" and "path" in loaded.column_names else None
+    rows = []
+    for index, record in enumerate(loaded):
+
+        def cell(role: str) -> str:
+            value = record[columns[role]] if columns[role] else None
+            return "" if value is None else str(value)
+
+        audio, name = _disk_audio(record[audio_column], root, index)
+        emotion = record[columns["emotion"]]
+        if isinstance(emotion_feature, datasets.ClassLabel):
+            emotion = emotion_feature.int2str(emotion) if emotion is not None and emotion >= 0 else ""
+        path = (path_column and record[path_column]) or name
+        rows.append(
+            _row(
+                audio,
+                path,
+                "" if emotion is None else str(emotion),
+                cell("speaker"),
+                cell("transcript"),
+                cell("gender"),
+                cell("language") or language or "",
+                corpus_name or record.get("corpus") or default_corpus,
+                label_aliases,
+                f"{root}, row {index} ({path})",
+            )
+        )
+    return rows
+
+
+def _validate(rows: list[dict[str, Any]], on_bad_audio: str, report: LoadReport) -> list[dict[str, Any]]:
+    kept = []
+    for row in rows:
+        try:
+            check_audio(row["audio"])
+        except BadAudioError as error:
+            if on_bad_audio == "error":
+                raise
+            report.skipped.append((row["path"], error.problem))
+            continue
+        kept.append(row)
+    if report.skipped:
+        logger.warning(
+            "%s: skipped %d of %d clip(s) (on_bad_audio='skip'):\n%s",
+            report.corpus, report.num_skipped, report.num_rows,
+            "\n".join(f"  {path}: {problem}" for path, problem in report.skipped),
+        )
+    return kept
+
+
+@overload
+def load_corpus(
+    path_or_dir: str | os.PathLike,
+    *,
+    format: Format = ...,
+    language: str | None = ...,
+    label_aliases: Mapping[str, str] | None = ...,
+    on_bad_audio: Literal["error", "skip"] = ...,
+    corpus_name: str | None = ...,
+    return_report: Literal[False] = ...,
+) -> datasets.Dataset: ...
+
+
+@overload
+def load_corpus(
+    path_or_dir: str | os.PathLike,
+    *,
+    format: Format = ...,
+    language: str | None = ...,
+    label_aliases: Mapping[str, str] | None = ...,
+    on_bad_audio: Literal["error", "skip"] = ...,
+    corpus_name: str | None = ...,
+    return_report: Literal[True],
+) -> tuple[datasets.Dataset, LoadReport]: ...
+
+
+def load_corpus(
+    path_or_dir: str | os.PathLike,
+    *,
+    format: Format = "auto",
+    language: str | None = None,
+    label_aliases: Mapping[str, str] | None = None,
+    on_bad_audio: Literal["error", "skip"] = "error",
+    corpus_name: str | None = None,
+    return_report: bool = False,
+) -> datasets.Dataset | tuple[datasets.Dataset, LoadReport]:
+    """Load a corpus into the common schema, harmonising labels and decoding every clip once to validate it.
+
+    Args:
+        path_or_dir: corpus folder (or its ``metadata.csv``).
+        format: ``"auto"`` (see :func:`detect_format`), ``"csv"``, ``"kazemotts"`` or ``"disk"``.
+        language: language code for rows whose corpus gives none (csv without a ``language`` column; KazEmoTTS
+            defaults to ``"kk"``).
+        label_aliases: raw emotion name -> canonical name, merged over :data:`trainer.data.labels.DEFAULT_ALIASES`.
+        on_bad_audio: ``"error"`` raises :class:`BadAudioError` at the first bad clip; ``"skip"`` drops bad clips,
+            logs each with its reason and counts them in the report. Label and metadata problems (unknown emotion,
+            missing columns) always raise: skipping them would silently drop whole classes.
+        corpus_name: value of the ``corpus`` column and speaker prefix; defaults to the folder name
+            (``"kazemotts"`` for the KazEmoTTS layout). Speaker ids already starting with ``<corpus>_`` are kept.
+        return_report: also return the :class:`LoadReport`.
+
+    Returns:
+        A `datasets.Dataset` with the columns of :data:`CORPUS_FEATURES` (``emotion`` canonical or ``""`` for
+        unlabeled rows; ``speaker``, ``transcript``, ``gender``, ``language`` ``""`` when unknown;
+        ``path`` absolute — for audio embedded as bytes in a ``save_to_disk`` folder, the folder joined with the
+        stored file name). Its ``info.description`` holds :meth:`LoadReport.summary`. With
+        ``return_report=True``, ``(dataset, report)``.
+
+    Raises:
+        BadAudioError: a bad clip under ``on_bad_audio="error"``.
+        ValueError: unknown format, unknown emotion, missing metadata columns, or no usable clip at all.
+
+    Example:
+        >>> ds, report = load_corpus("corpora/emodb", language="de", on_bad_audio="skip",
+        ...                          return_report=True)  # doctest: +SKIP
+        >>> report.num_skipped, ds.num_rows  # doctest: +SKIP
+        (0, 535)
+    """
+    if on_bad_audio not in ("error", "skip"):
+        raise ValueError(f"on_bad_audio must be 'error' or 'skip', got {on_bad_audio!r}")
+    path = os.path.abspath(os.fspath(path_or_dir))
+    detected = detect_format(path) if format == "auto" else format
+    if detected == "csv":
+        csv_path = path if os.path.isfile(path) else os.path.join(path, "metadata.csv")
+        if not os.path.isfile(csv_path):
+            raise FileNotFoundError(f"{csv_path} not found (format='csv' needs a metadata.csv)")
+        corpus = corpus_name or os.path.basename(os.path.dirname(csv_path))
+        rows = _rows_from_csv(csv_path, corpus, language, label_aliases)
+    elif detected == "kazemotts":
+        corpus = corpus_name or "kazemotts"
+        rows = _rows_from_kazemotts(path, corpus, language, label_aliases)
+    elif detected == "disk":
+        rows = _rows_from_disk(path, corpus_name, language, label_aliases)
+        corpus = corpus_name or ",".join(sorted({row["corpus"] for row in rows})) or os.path.basename(path)
+    else:
+        raise ValueError(f"unknown corpus format {format!r}; use 'auto', 'csv', 'kazemotts' or 'disk'")
+    if not rows:
+        raise ValueError(f"{path}: the corpus lists no clip")
+    report = LoadReport(corpus=corpus, source=path, format=detected, num_rows=len(rows))
+    rows = _validate(rows, on_bad_audio, report)
+    if not rows:
+        raise ValueError(f"{path}: every clip was skipped as bad audio:\n{report.summary()}")
+    unlabeled = sum(not row["emotion"] for row in rows)
+    if unlabeled:
+        logger.info("%s: %d of %d clip(s) have no emotion label", corpus, unlabeled, len(rows))
+    # Built with a plain {bytes, path} struct, then cast: encoding through `Audio` would import torchcodec.
+    plain = datasets.Features({**CORPUS_FEATURES, "audio": _AUDIO_STRUCT})
+    dataset = datasets.Dataset.from_dict(
+        {name: [row[name] for row in rows] for name in CORPUS_COLUMNS},
+        features=plain,
+        info=datasets.DatasetInfo(description=report.summary(), features=plain),
+    ).cast(CORPUS_FEATURES)
+    return (dataset, report) if return_report else dataset
+
+
+__all__ = [
+    "CORPUS_COLUMNS",
+    "CORPUS_FEATURES",
+    "KAZEMOTTS_SPEAKERS",
+    "MAX_SECONDS",
+    "METADATA_COLUMNS",
+    "SAMPLING_RATE",
+    "BadAudioError",
+    "LoadReport",
+    "check_audio",
+    "detect_format",
+    "load_audio",
+    "load_corpus",
+]

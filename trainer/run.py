@@ -1,0 +1,226 @@
+"""One cross-corpus experiment's data: corpora → harmonised shared classes → splits → log-Mel → collator.
+
+Shared by `examples/train_ctrilora.py`, `examples/evaluate_ctrilora.py` and `examples/run_ablations.py`, so a
+checkpoint is always evaluated on exactly the splits it was trained with (the split files in the run folder are
+re-read and checked against the corpus).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import datasets
+from accelerate import PartialState
+from transformers import AutoConfig, WhisperFeatureExtractor, WhisperTokenizer
+
+from .data.corpora import load_corpus
+from .data.features import CTriLoRACollator, add_log_mel
+from .data.labels import make_label_maps, make_speaker_map, shared_classes
+from .data.sampler import build_transcript_vocab
+from .data.splits import apply_splits, read_splits, restrict_to_classes, speaker_independent_split, stratified_split, target_split, write_splits
+from .demo.corpus import build_demo_corpus
+from .demo.tiny_whisper import build_tiny_whisper
+
+logger = logging.getLogger(__name__)
+
+CACHE_HOME = Path(os.environ.get("CTRILORA_CACHE", Path.home() / ".cache" / "ctrilora"))
+SOURCE_SPLITS_FILE, TARGET_SPLITS_FILE = "source_splits.json", "target_splits.json"
+RUN_ARGUMENTS_FILE = "run_arguments.json"
+# The embedded demo's backbone: small enough to train end to end on 2 CPU cores in minutes.
+# init_std 0.2 (Whisper's is 0.02): with small random weights the sinusoidal positions swamp the conv features and the
+# pooled state barely depends on the audio.
+DEMO_WHISPER = {"init_std": 0.2, "d_model": 64, "encoder_layers": 2, "decoder_layers": 2, "encoder_attention_heads": 4,
+                "decoder_attention_heads": 4, "encoder_ffn_dim": 256, "decoder_ffn_dim": 256}
+
+
+@dataclass
+class DataArguments:
+    """Which corpora, and how they are split. With neither `source` nor `target` the embedded Kazakh demo is used."""
+
+    source: str | None = field(default=None, metadata={"help": "Source corpus: metadata.csv folder, KazEmoTTS root or save_to_disk folder."})
+    target: str | None = field(default=None, metadata={"help": "Target corpus (same formats); its labels are only used for testing."})
+    source_language: str | None = field(default=None, metadata={"help": "Language code of the source corpus when it has no language column (e.g. en, kk)."})
+    target_language: str | None = field(default=None, metadata={"help": "Language code of the target corpus when it has no language column."})
+    source_split: str = field(default="stratified", metadata={"help": "'stratified' 80/10/10 by emotion (paper) or 'speaker_independent'."})
+    target_adaptation_fraction: float = field(default=0.5, metadata={"help": "Share of the target (by speaker where possible) used unlabeled for adaptation."})
+    transductive: bool = field(default=False, metadata={"help": "Use every target clip both for adaptation and for testing (the paper's protocol)."})
+    on_bad_audio: str = field(default="error", metadata={"help": "'error' (stop at the first bad clip) or 'skip' (drop, count and report bad clips)."})
+    label_aliases: str | None = field(default=None, metadata={"help": "JSON object of extra emotion aliases, e.g. '{\"pleased\": \"happy\"}'."})
+    demo_dir: str | None = field(default=None, metadata={"help": "Where the embedded demo corpus is built (default: ~/.cache/ctrilora/demo-corpus)."})
+
+    def __post_init__(self):
+        if (self.source is None) != (self.target is None):
+            raise ValueError("give both --source and --target (or neither, for the embedded demo corpus)")
+        if self.source_split not in ("stratified", "speaker_independent"):
+            raise ValueError(f"--source_split {self.source_split!r}: expected 'stratified' or 'speaker_independent'")
+        if self.on_bad_audio not in ("error", "skip"):
+            raise ValueError(f"--on_bad_audio {self.on_bad_audio!r}: expected 'error' or 'skip'")
+        if not 0 < self.target_adaptation_fraction < 1:
+            raise ValueError(f"--target_adaptation_fraction must be in (0, 1), got {self.target_adaptation_fraction}")
+
+    @property
+    def is_demo(self) -> bool:
+        return self.source is None
+
+
+@dataclass
+class ExperimentData:
+    """Everything a run needs about its data.
+
+    Attributes:
+        source: DatasetDict train/validation/test with `input_features`. target: DatasetDict adaptation/test.
+        classes: the emotions both corpora share (the model's label space). speaker2id: source-train speakers.
+        collator: pads rows into model inputs. feature_extractor / tokenizer: the backbone's.
+        languages: {"source": code, "target": code}. names: {"source": corpus name, "target": ...}.
+        load_reports: the corpora loaders' summaries (skipped clips listed).
+    """
+
+    source: datasets.DatasetDict
+    target: datasets.DatasetDict
+    classes: list[str]
+    speaker2id: dict[str, int]
+    collator: CTriLoRACollator
+    feature_extractor: WhisperFeatureExtractor
+    tokenizer: WhisperTokenizer
+    languages: dict[str, str]
+    names: dict[str, str]
+    load_reports: dict[str, str]
+
+    @property
+    def label2id(self) -> dict[str, int]:
+        return make_label_maps(self.classes)[0]
+
+    @property
+    def id2label(self) -> dict[int, str]:
+        return make_label_maps(self.classes)[1]
+
+
+def resolve_base_model(base_model: str | None) -> str:
+    """`base_model` as given, or the demo's tiny random Whisper (built once into the cache)."""
+    if base_model:
+        return base_model
+    with PartialState().main_process_first():
+        return build_tiny_whisper(CACHE_HOME / "tiny-whisper-demo", **DEMO_WHISPER)
+
+
+def resolve_corpora(data_args: DataArguments) -> tuple[str, str]:
+    """The source and target folders; the demo corpus is built (once, idempotently) when none are given."""
+    if not data_args.is_demo:
+        return data_args.source, data_args.target
+    with PartialState().main_process_first():
+        folders = build_demo_corpus(data_args.demo_dir or CACHE_HOME / "demo-corpus")
+    return str(folders["source"]), str(folders["target"])
+
+
+def write_run_arguments(run_dir: str | os.PathLike, data_args: DataArguments, base_model: str) -> Path:
+    """Record the data arguments and backbone of a run (`run_arguments.json`), for evaluation to rebuild its data."""
+    path = Path(run_dir) / RUN_ARGUMENTS_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"base_model": base_model, "data": asdict(data_args)}, indent=2) + "\n", encoding="utf-8")
+    return path
+
+
+def read_run_arguments(run_dir: str | os.PathLike) -> tuple[DataArguments, str]:
+    """The `DataArguments` and backbone a run was trained with."""
+    path = Path(run_dir) / RUN_ARGUMENTS_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: is {run_dir} a run folder written by examples/train_ctrilora.py?")
+    recorded = json.loads(path.read_text(encoding="utf-8"))
+    return DataArguments(**recorded["data"]), recorded["base_model"]
+
+
+def _language(dataset: datasets.Dataset, given: str | None, role: str) -> str:
+    if given:
+        return given
+    found = sorted({code for code in dataset["language"] if code})
+    if len(found) > 1:
+        raise ValueError(f"the {role} corpus mixes languages {found}; pass --{role}_language")
+    return found[0] if found else ""
+
+
+def _cached_log_mel(dataset: datasets.Dataset, feature_extractor: WhisperFeatureExtractor) -> datasets.Dataset:
+    """Log-Mel features, cached under ~/.cache/ctrilora/features keyed by the clips and the extractor settings."""
+    digest = hashlib.sha256()
+    for path in dataset["path"]:
+        digest.update(path.encode("utf-8") + b"\n")
+    digest.update(feature_extractor.to_json_string().encode("utf-8"))
+    cache_dir = CACHE_HOME / "features"
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    with PartialState().main_process_first():
+        return add_log_mel(dataset, feature_extractor, cache_file_name=str(cache_dir / f"{digest.hexdigest()[:24]}.arrow"))
+
+
+def _splits(dataset: datasets.Dataset, run_dir: Path, filename: str, make: Any, metadata: dict[str, Any]) -> dict[str, list[int]]:
+    """Reuse the run folder's split file when present (evaluation, resume), else make and write it."""
+    path = run_dir / filename
+    if path.exists():
+        return read_splits(path, dataset=dataset)
+    splits = make()
+    if PartialState().is_main_process:
+        write_splits(splits, run_dir, filename=filename, dataset=dataset, metadata=metadata)
+    return splits
+
+
+def prepare_data(data_args: DataArguments, base_model: str, run_dir: str | os.PathLike, seed: int, padding: str = "short") -> ExperimentData:
+    """Load, harmonise, restrict to shared classes, split (written to `run_dir`), featurise and build the collator."""
+    run_dir = Path(run_dir)
+    source_dir, target_dir = resolve_corpora(data_args)
+    aliases = json.loads(data_args.label_aliases) if data_args.label_aliases else None
+    loaded, reports = {}, {}
+    for role, folder in (("source", source_dir), ("target", target_dir)):
+        name = f"kazakh-demo-{role}" if data_args.is_demo else None
+        dataset, report = load_corpus(
+            folder, label_aliases=aliases, on_bad_audio=data_args.on_bad_audio, corpus_name=name, return_report=True
+        )
+        loaded[role], reports[role] = dataset, report.summary()
+        logger.info(report.summary())
+    classes = shared_classes(loaded["source"]["emotion"], loaded["target"]["emotion"])
+    for role in loaded:
+        loaded[role], removed = restrict_to_classes(loaded[role], classes)
+        if removed:
+            logger.info("%s: left out rows of classes outside the shared set: %s", role, removed)
+    languages = {role: _language(loaded[role], getattr(data_args, f"{role}_language"), role) for role in loaded}
+    names = {role: loaded[role][0]["corpus"] for role in loaded}
+    protocol = {"seed": seed, **asdict(data_args)}
+    make_source = (stratified_split if data_args.source_split == "stratified" else speaker_independent_split)
+    source_splits = _splits(loaded["source"], run_dir, SOURCE_SPLITS_FILE, lambda: make_source(loaded["source"], seed), protocol)
+    target_splits = _splits(
+        loaded["target"], run_dir, TARGET_SPLITS_FILE,
+        lambda: target_split(loaded["target"], seed, adaptation_fraction=data_args.target_adaptation_fraction, transductive=data_args.transductive),
+        protocol,
+    )
+    backbone = AutoConfig.from_pretrained(base_model)
+    feature_extractor = WhisperFeatureExtractor.from_pretrained(base_model)
+    tokenizer = WhisperTokenizer.from_pretrained(base_model, language=languages["source"] or None, task="transcribe")
+    source = apply_splits(_cached_log_mel(loaded["source"], feature_extractor), source_splits)
+    target = apply_splits(_cached_log_mel(loaded["target"], feature_extractor), target_splits)
+    speaker2id = make_speaker_map(source["train"]["speaker"])
+    collator = CTriLoRACollator(
+        tokenizer,
+        make_label_maps(classes)[0],
+        speaker2id,
+        build_transcript_vocab(loaded["source"]["transcript"]),
+        padding=padding,
+        max_frames=2 * backbone.max_source_positions,
+        max_asr_length=backbone.max_target_positions,
+    )
+    return ExperimentData(source, target, classes, speaker2id, collator, feature_extractor, tokenizer, languages, names, reports)
+
+
+__all__ = [
+    "CACHE_HOME",
+    "DEMO_WHISPER",
+    "DataArguments",
+    "ExperimentData",
+    "prepare_data",
+    "read_run_arguments",
+    "resolve_base_model",
+    "resolve_corpora",
+    "write_run_arguments",
+]
