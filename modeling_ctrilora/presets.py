@@ -10,7 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-LOSS_TERMS = ("asr", "ser", "speaker", "adversary", "counterfactual", "coral", "orthogonality")
+# The loss terms, the task (SER) first: `CTriLoRAOutput.<term>_loss`, `CTriLoRAConfig.<term>_weight`.
+LOSS_TERMS = ("ser", "asr", "speaker", "adversary", "counterfactual", "coral", "orthogonality")
+# The key each weighted term is logged under (`trainer_state.json`, the training-curve plot), in the same order.
+LOGGED_LOSS_TERMS = tuple(f"loss_{term}" for term in LOSS_TERMS)
 
 
 @dataclass(frozen=True)
@@ -118,4 +121,4 @@ def resolve_preset(name: str) -> PresetSpec:
         raise ValueError(f"unknown preset {name!r}; expected one of {', '.join(ABLATION_PRESETS)}") from None
 
 
-__all__ = ["ABLATION_PRESETS", "LOSS_TERMS", "PresetSpec", "resolve_preset"]
+__all__ = ["ABLATION_PRESETS", "LOGGED_LOSS_TERMS", "LOSS_TERMS", "PresetSpec", "resolve_preset"]

@@ -16,7 +16,7 @@ from transformers import Trainer
 
 from modeling_ctrilora.losses import class_weights_from_labels
 from modeling_ctrilora.modeling_ctrilora import CTriLoRAOutput
-from modeling_ctrilora.presets import LOSS_TERMS
+from modeling_ctrilora.presets import LOGGED_LOSS_TERMS, LOSS_TERMS
 
 from .training_args import CTriLoRATrainingArguments
 
@@ -201,12 +201,12 @@ class CTriLoRATrainer(Trainer):
         return outputs.loss
 
     def _record_terms(self, mode: str, outputs: CTriLoRAOutput, weights: dict[str, float]) -> None:
-        for term in LOSS_TERMS:
+        for term, key in zip(LOSS_TERMS, LOGGED_LOSS_TERMS):
             value = getattr(outputs, f"{term}_loss")
             if value is None:
                 continue
             weighted = (weights[term] * value.detach()).reshape(1)
-            self._metrics[mode][f"loss_{term}"].append(self.accelerator.gather(weighted).mean().item())
+            self._metrics[mode][key].append(self.accelerator.gather(weighted).mean().item())
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         mode = "eval" if any(key.startswith("eval_") for key in logs) else "train"

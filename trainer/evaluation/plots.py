@@ -22,20 +22,11 @@ from matplotlib.figure import Figure
 from sklearn.decomposition import PCA
 from sklearn.manifold import TSNE
 
+from modeling_ctrilora.presets import LOGGED_LOSS_TERMS
 from trainer.evaluation.calibration import expected_calibration_error, reliability_diagram_data
 
 PathLike = str | os.PathLike
 
-# Weighted loss terms logged by CTriLoRATrainer, in stacking order (bottom to top).
-LOSS_TERMS = (
-    "loss_ser",
-    "loss_asr",
-    "loss_speaker",
-    "loss_adversary",
-    "loss_counterfactual",
-    "loss_coral",
-    "loss_orthogonality",
-)
 _DPI = 120
 
 
@@ -301,7 +292,7 @@ def plot_training_curves(
     log_history: Sequence[Mapping[str, Any]],
     output_path: PathLike,
     *,
-    loss_terms: Sequence[str] = LOSS_TERMS,
+    loss_terms: Sequence[str] = LOGGED_LOSS_TERMS,
     title: str | None = None,
 ) -> Path:
     """Training curves with the per-term loss decomposition (stacked areas) and eval metrics.
@@ -509,7 +500,6 @@ def plot_pvalue_heatmap(
 
 
 __all__ = [
-    "LOSS_TERMS",
     "plot_ablation_bars",
     "plot_confusion_matrix",
     "plot_delta_waterfall",
