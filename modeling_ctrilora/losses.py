@@ -153,9 +153,83 @@ def weighted_cross_entropy_per_example(
     return losses
 
 
+def coral_loss_from_covariances(source_covariance: torch.Tensor, target_covariance: torch.Tensor) -> torch.Tensor:
+    """‖C_S − C_T‖²_F / (4 d²) of two given (d, d) covariances (Deep CORAL's distance, Sun & Saenko 2016).
+
+    For a CORAL whose target covariance is a running (moving-average) estimate over many batches, so its rank is not
+    capped by the batch size (see `RunningCovariance` in the model).
+    """
+    if source_covariance.shape != target_covariance.shape or source_covariance.dim() != 2:
+        raise ValueError(
+            f"need two (d, d) covariances of one shape, got {tuple(source_covariance.shape)} and {tuple(target_covariance.shape)}"
+        )
+    dim = source_covariance.shape[0]
+    difference = source_covariance.float() - target_covariance.float()
+    return (difference**2).sum() / (4.0 * dim * dim)
+
+
+def entropy(probabilities: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """Shannon entropy (nats) of each row of `probabilities` (..., K) → (...)."""
+    return -(probabilities * torch.log(probabilities + eps)).sum(-1)
+
+
+def information_maximization_loss(logits: torch.Tensor, diversity_weight: float = 1.0) -> torch.Tensor:
+    """SHOT's information maximisation (Liang, Hu & Feng 2020, Eq. 4): mean_i H(p_i) − β · H(mean_i p_i).
+
+    The first term makes each unlabeled target prediction confident, the second (diversity) keeps the batch's
+    predictions spread over the classes, so the entropy term cannot be met by putting every clip in one class.
+    Its minimum is −β·log K: every row one-hot and the classes used equally often.
+
+    Args:
+        logits: (n, K) target logits; n ≥ 1.
+        diversity_weight: β (1 in SHOT).
+    """
+    if logits.dim() != 2 or logits.shape[0] == 0:
+        raise ValueError(f"information_maximization_loss needs (n ≥ 1, K) logits, got {tuple(logits.shape)}")
+    probabilities = torch.softmax(logits.float(), dim=-1)
+    return entropy(probabilities).mean() - diversity_weight * entropy(probabilities.mean(0))
+
+
+def minimum_class_confusion_loss(logits: torch.Tensor, temperature: float = 2.5) -> torch.Tensor:
+    """Minimum Class Confusion (Jin, Wang, Long & Wang 2020, Eqs. 1–6) on a batch of unlabeled target logits.
+
+    Ŷ = softmax(Z / T); each row weighted by W_ii = n·(1 + e^{−H(ŷ_i)}) / Σ_j (1 + e^{−H(ŷ_j)}) (confident rows
+    count more); C = Ŷᵀ W Ŷ (K × K); each row of C normalised to sum 1; loss = Σ_{j ≠ j'} C̃_{jj'} / K — the mass of
+    between-class confusion. 0 when every clip is predicted one-hot.
+
+    Args:
+        logits: (n, K) target logits, n ≥ 1.
+        temperature: T (2.5 in MCC).
+    """
+    if logits.dim() != 2 or logits.shape[0] == 0:
+        raise ValueError(f"minimum_class_confusion_loss needs (n ≥ 1, K) logits, got {tuple(logits.shape)}")
+    rows, classes = logits.shape
+    probabilities = torch.softmax(logits.float() / temperature, dim=-1)
+    certainty = 1.0 + torch.exp(-entropy(probabilities.detach()))
+    weights = rows * certainty / certainty.sum()
+    confusion = (probabilities * weights[:, None]).T @ probabilities
+    confusion = confusion / confusion.sum(dim=1, keepdim=True)
+    return (confusion.sum() - confusion.trace()) / classes
+
+
+def uniform_confusion_loss(logits: torch.Tensor) -> torch.Tensor:
+    """Domain/speaker confusion (Tzeng, Hoffman, Darrell & Saenko 2015, Eq. 3): cross-entropy of the predictions
+    against the uniform distribution, −mean_i (1/K) Σ_k log p_ik. Minimised (at log K) when the classifier can say
+    nothing: the encoder is pushed towards *speaker-blind*, not towards confidently wrong as a reversed gradient can.
+    """
+    if logits.dim() != 2 or logits.shape[0] == 0:
+        raise ValueError(f"uniform_confusion_loss needs (n ≥ 1, K) logits, got {tuple(logits.shape)}")
+    return -torch.log_softmax(logits.float(), dim=-1).mean()
+
+
 __all__ = [
     "class_weights_from_labels",
     "coral_loss",
+    "coral_loss_from_covariances",
+    "entropy",
+    "information_maximization_loss",
+    "minimum_class_confusion_loss",
+    "uniform_confusion_loss",
     "counterfactual_margin_loss",
     "counterfactual_pairs",
     "covariance",

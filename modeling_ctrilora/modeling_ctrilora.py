@@ -169,7 +169,24 @@ class PooledStandardization(nn.BatchNorm1d):
         self.target_var.copy_(pooled.var(0, unbiased=True))
         self.target_clips.fill_(pooled.shape[0])
 
-    def forward(self, pooled: torch.Tensor, domain: str = "in_domain") -> torch.Tensor:
+    def forward(self, pooled: torch.Tensor, domain: str = "in_domain", num_source: int | None = None) -> torch.Tensor:
+        """Standardise `pooled` (B, d).
+
+        Args:
+            domain: `"target"` uses the stored target statistics (AdaBN) when fitted.
+            num_source: in training, the number of leading source rows of a joint source + target batch. When given
+                (domain-specific normalisation, DSBN, Chang et al. 2019), the source rows are standardised with
+                their own batch statistics (which also update the running statistics) and the target rows with
+                theirs, so training standardises each domain as the evaluation does (running source statistics
+                in domain, target statistics for the target corpus). `None`: one set of statistics for all rows.
+        """
+        if self.training and num_source is not None and 0 < num_source < pooled.shape[0]:
+            source = self(pooled[:num_source], domain="in_domain")
+            target_rows = pooled[num_source:]
+            if target_rows.shape[0] < 2:
+                return torch.cat([source, self._standardise(target_rows, self.running_mean, self.running_var)])
+            mean, variance = target_rows.mean(0), target_rows.var(0, unbiased=False)
+            return torch.cat([source, self._standardise(target_rows, mean, variance)])
         if domain == "target" and int(self.target_clips) > 0:
             mean, variance = self.target_mean.to(pooled.dtype), self.target_var.to(pooled.dtype)
         elif self.training and pooled.shape[0] > 1:
@@ -180,7 +197,11 @@ class PooledStandardization(nn.BatchNorm1d):
                 self.running_var.lerp_(unbiased.detach().to(self.running_var.dtype), self.momentum)
                 self.num_batches_tracked.add_(1)
         else:
-            mean, variance = self.running_mean.to(pooled.dtype), self.running_var.to(pooled.dtype)
+            mean, variance = self.running_mean, self.running_var
+        return self._standardise(pooled, mean, variance)
+
+    def _standardise(self, pooled: torch.Tensor, mean: torch.Tensor, variance: torch.Tensor) -> torch.Tensor:
+        mean, variance = mean.to(pooled.dtype), variance.to(pooled.dtype)
         if not self.per_dimension:
             variance = variance.mean().expand_as(variance)
         return (pooled - mean) * torch.rsqrt(variance + self.eps)

@@ -11,10 +11,15 @@ import torch
 from modeling_ctrilora.losses import (
     class_weights_from_labels,
     coral_loss,
+    coral_loss_from_covariances,
     counterfactual_margin_loss,
     counterfactual_pairs,
+    entropy,
     grl_coefficient,
+    information_maximization_loss,
+    minimum_class_confusion_loss,
     orthogonality_loss,
+    uniform_confusion_loss,
     weighted_cross_entropy_per_example,
 )
 
@@ -109,3 +114,54 @@ def test_grl_schedule_follows_dann():
     assert grl_coefficient(1.0) == pytest.approx(2 / (1 + math.exp(-10)) - 1)
     assert grl_coefficient(0.25, gamma=4.0, max_coefficient=0.5) == pytest.approx(0.5 * (2 / (1 + math.exp(-1)) - 1))
     assert grl_coefficient(2.0) == grl_coefficient(1.0)  # progress is clipped
+
+
+def test_coral_from_covariances_equals_coral_on_the_rows():
+    rng = np.random.default_rng(1)
+    source, target = torch.tensor(rng.normal(size=(6, 4))), torch.tensor(rng.normal(size=(9, 4)) * 3)
+    cs, ct = torch.tensor(np.cov(source.numpy(), rowvar=False)), torch.tensor(np.cov(target.numpy(), rowvar=False))
+    assert float(coral_loss_from_covariances(cs, ct)) == pytest.approx(float(coral_loss(source, target)), rel=1e-6)
+    with pytest.raises(ValueError, match="one shape"):
+        coral_loss_from_covariances(cs, ct[:3, :3])
+
+
+def test_information_maximization_hand_cases():
+    # Two confident rows in different classes: entropy 0, mean (½, ½) → diversity log 2 → loss −log 2.
+    confident = torch.tensor([[50.0, 0.0], [0.0, 50.0]])
+    assert float(information_maximization_loss(confident)) == pytest.approx(-math.log(2), abs=1e-6)
+    # Both rows confident in one class: no diversity → loss 0 (the collapse SHOT's diversity term penalises).
+    collapsed = torch.tensor([[50.0, 0.0], [50.0, 0.0]])
+    assert float(information_maximization_loss(collapsed)) == pytest.approx(0.0, abs=1e-6)
+    # Uniform rows: entropy log 2 each, diversity log 2 → 0; β = 0.5 leaves log 2 − ½ log 2.
+    uniform = torch.zeros(3, 2)
+    assert float(information_maximization_loss(uniform)) == pytest.approx(0.0, abs=1e-6)
+    assert float(information_maximization_loss(uniform, diversity_weight=0.5)) == pytest.approx(0.5 * math.log(2), abs=1e-6)
+    p = torch.softmax(torch.tensor([[1.0, 2.0, 0.5]]), -1)
+    assert float(entropy(p)[0]) == pytest.approx(float(-(p * p.log()).sum()), rel=1e-5)
+
+
+def test_minimum_class_confusion_matches_its_formula():
+    rng = np.random.default_rng(2)
+    logits = rng.normal(size=(5, 3)) * 2
+    temperature = 2.5
+    probs = np.exp(logits / temperature)
+    probs /= probs.sum(1, keepdims=True)
+    h = -(probs * np.log(probs + 1e-8)).sum(1)
+    weights = 5 * (1 + np.exp(-h)) / (1 + np.exp(-h)).sum()
+    confusion = (probs * weights[:, None]).T @ probs
+    confusion /= confusion.sum(1, keepdims=True)
+    expected = (confusion.sum() - np.trace(confusion)) / 3
+    assert float(minimum_class_confusion_loss(torch.tensor(logits))) == pytest.approx(expected, rel=1e-5)
+    # One-hot predictions: no confusion.
+    one_hot = torch.tensor([[80.0, 0, 0], [0, 80.0, 0], [0, 0, 80.0]])
+    assert float(minimum_class_confusion_loss(one_hot)) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_uniform_confusion_is_minimal_at_a_uniform_posterior():
+    assert float(uniform_confusion_loss(torch.zeros(4, 5))) == pytest.approx(math.log(5), rel=1e-6)
+    peaked = torch.tensor([[3.0, 0.0, 0.0, 0.0, 0.0]])
+    expected = -torch.log_softmax(peaked, -1).mean()
+    assert float(uniform_confusion_loss(peaked)) == pytest.approx(float(expected), rel=1e-6)
+    assert float(uniform_confusion_loss(peaked)) > math.log(5)
+    with pytest.raises(ValueError):
+        uniform_confusion_loss(torch.zeros(0, 3))

@@ -23,7 +23,7 @@ from .data.corpora import load_corpus
 from .data.features import CTriLoRACollator, add_log_mel
 from .data.labels import make_label_maps, make_speaker_map, shared_classes
 from .data.sampler import build_transcript_vocab
-from .data.splits import apply_splits, read_splits, restrict_to_classes, speaker_independent_split, stratified_split, target_split, write_splits
+from .data.splits import TARGET_SPLIT_MODES, apply_splits, read_splits, restrict_to_classes, speaker_independent_split, stratified_split, target_split, write_splits
 from .demo.corpus import build_demo_corpus
 from .demo.tiny_whisper import build_tiny_whisper
 
@@ -49,6 +49,7 @@ class DataArguments:
     target_language: str | None = field(default=None, metadata={"help": "Language code of the target corpus when it has no language column."})
     source_split: str = field(default="stratified", metadata={"help": "'stratified' 80/10/10 by emotion (paper) or 'speaker_independent'."})
     target_adaptation_fraction: float = field(default=0.5, metadata={"help": "Share of the target (by speaker where possible) used unlabeled for adaptation."})
+    target_split: str = field(default="speaker", metadata={"help": "Disjoint target split: 'speaker' (by speaker, default) or 'stratified' (by clip, stratified by emotion; for corpora whose speakers are confounded with emotion, such as URDU)."})
     transductive: bool = field(default=False, metadata={"help": "Use every target clip both for adaptation and for testing (the paper's protocol)."})
     on_bad_audio: str = field(default="error", metadata={"help": "'error' (stop at the first bad clip) or 'skip' (drop, count and report bad clips)."})
     label_aliases: str | None = field(default=None, metadata={"help": "JSON object of extra emotion aliases, e.g. '{\"pleased\": \"happy\"}'."})
@@ -61,6 +62,8 @@ class DataArguments:
             raise ValueError(f"--source_split {self.source_split!r}: expected 'stratified' or 'speaker_independent'")
         if self.on_bad_audio not in ("error", "skip"):
             raise ValueError(f"--on_bad_audio {self.on_bad_audio!r}: expected 'error' or 'skip'")
+        if self.target_split not in TARGET_SPLIT_MODES:
+            raise ValueError(f"--target_split {self.target_split!r}: expected one of {TARGET_SPLIT_MODES}")
         if not 0 < self.target_adaptation_fraction < 1:
             raise ValueError(f"--target_adaptation_fraction must be in (0, 1), got {self.target_adaptation_fraction}")
 
@@ -192,7 +195,7 @@ def prepare_data(data_args: DataArguments, base_model: str, run_dir: str | os.Pa
     source_splits = _splits(loaded["source"], run_dir, SOURCE_SPLITS_FILE, lambda: make_source(loaded["source"], seed), protocol)
     target_splits = _splits(
         loaded["target"], run_dir, TARGET_SPLITS_FILE,
-        lambda: target_split(loaded["target"], seed, adaptation_fraction=data_args.target_adaptation_fraction, transductive=data_args.transductive),
+        lambda: target_split(loaded["target"], seed, adaptation_fraction=data_args.target_adaptation_fraction, transductive=data_args.transductive, by=data_args.target_split),
         protocol,
     )
     backbone = AutoConfig.from_pretrained(base_model)

@@ -174,12 +174,16 @@ def speaker_independent_split(
     return _assign_speakers(groups, SOURCE_SPLITS, values, seed, num_trials)
 
 
+TARGET_SPLIT_MODES = ("speaker", "stratified")
+
+
 def target_split(
     ds: datasets.Dataset,
     seed: int,
     *,
     adaptation_fraction: float = 0.5,
     transductive: bool = False,
+    by: str = "speaker",
     num_trials: int = 64,
 ) -> Splits:
     """Split a target corpus into an unlabeled adaptation part (for CORAL) and a labeled test part.
@@ -194,6 +198,9 @@ def target_split(
         seed: random seed.
         adaptation_fraction: share of clips (approximately, when splitting by speaker) for adaptation.
         transductive: adaptation == test == every row.
+        by: "speaker" (default; falls back to clips when speakers are unknown) or "stratified" (by clip, stratified by
+            emotion — for corpora whose speakers are confounded with emotion, where a by-speaker split leaves classes
+            out of the test part, e.g. URDU).
         num_trials: as in :func:`speaker_independent_split`.
 
     Returns:
@@ -204,9 +211,11 @@ def target_split(
         return {"adaptation": every, "test": list(every)}
     if not 0 < adaptation_fraction < 1:
         raise ValueError(f"adaptation_fraction must be in (0, 1) for a disjoint split, got {adaptation_fraction}")
+    if by not in TARGET_SPLIT_MODES:
+        raise ValueError(f"target split by={by!r}; expected one of {TARGET_SPLIT_MODES}")
     values = np.array([adaptation_fraction, 1 - adaptation_fraction])
     speakers = set(ds["speaker"])
-    if "" not in speakers and len(speakers) >= 2:
+    if by == "speaker" and "" not in speakers and len(speakers) >= 2:
         return _assign_speakers(_speaker_groups(ds, "a by-speaker target split"), TARGET_SPLITS, values, seed,
                                 num_trials)
     logger.info("target split by clip: %s", "fewer than 2 speakers" if "" not in speakers else "unknown speakers")

@@ -1,0 +1,492 @@
+"""Fast screening of C-TriLoRA recipes on cached frozen-encoder states (seconds per run instead of 6–15 minutes).
+
+A LoRA run on whisper-base costs 6–15 minutes on two CPU cores, far too slow to compare dozens of method options.
+This module trains only what sits *after* the encoder — layer pooling, the pooled standardisation, the Tri-LoRA
+router (or the shared projection), the emotion / speaker / adversary heads and every loss that acts on them — on
+per-layer pooled states of the *frozen* pretrained encoder, cached once per corpus (`trainer.baselines`' cache, the
+same one the frozen probe uses). The modules are the model's own (`PooledStandardization`, `TriLoRARouter`,
+`GradientReversal`, `FactorLinear`), so a recipe screened here is the recipe the LoRA run uses; what the screening
+cannot show is the backbone's adaptation (LoRA) and the ASR decoder (no token-level states are cached), so its
+winners are confirmed with LoRA runs.
+
+A run follows the LoRA training's protocol: epochs over the source-train clips with batches of `batch_size`, one
+unlabeled target-adaptation batch per step, AdamW, linear decay; then the same evaluation — source test with the
+running statistics, target test standardised with statistics of the unlabeled target adaptation clips (AdaBN).
+
+Selection never reads target labels: `source_validation_macro_f1` and the label-free DEV risk (You et al. 2019,
+importance-weighted source-validation loss with a control variate, weights from `trainer.calibration.importance_weights`)
+are computed for every run; target test numbers are only reported.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import StratifiedKFold, cross_val_predict
+from sklearn.metrics import roc_auc_score
+from torch import nn
+
+from modeling_ctrilora import CTriLoRAConfig
+from modeling_ctrilora.losses import (
+    class_weights_from_labels,
+    coral_loss,
+    coral_loss_from_covariances,
+    counterfactual_margin_loss,
+    covariance,
+    grl_coefficient,
+    information_maximization_loss,
+    minimum_class_confusion_loss,
+    orthogonality_loss,
+    uniform_confusion_loss,
+    weighted_cross_entropy_per_example,
+)
+from modeling_ctrilora.modeling_ctrilora import FactorLinear, PooledStandardization, TriLoRARouter
+
+from .evaluation.calibration import importance_weights
+from .evaluation.metrics import classification_report_dict
+
+logger = logging.getLogger(__name__)
+
+SCREEN_SPLITS = ("source_train", "source_validation", "source_test", "target_adaptation", "target_test")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """One configuration of the post-encoder part of C-TriLoRA. The defaults are the paper's Full (`paper()`).
+
+    Attributes:
+        router: Tri-LoRA router (True) or one shared projection (Shared-Head / Deep CORAL presets).
+        layer_pooling: "last" (the paper: the final encoder layer), "mean" (uniform average of every layer's pooled
+            state, as the frozen probe) or "learned" (softmax-weighted layers, SUPERB's weighted sum, Yang et al. 2021).
+        normalization: "joint" (source + target batch share statistics; today's model) or "domain_specific"
+            (DSBN, Chang et al. 2019: each domain's rows with their own statistics, as at test with AdaBN).
+        per_dimension: each pooled dimension by its own standard deviation (`pooled_normalization="batch"`) instead
+            of one shared scale (`"centered"`, today's default).
+        weights: loss weights by term (ser, speaker, adversary, counterfactual, coral, orthogonality, im, mcc).
+        coral_input: "gated_z_emo" (the paper: z_emo after the gate) or "standardized_z_emo" (the pre-gate emotion
+            stream, each domain's batch z-scored with the joint scale — scale-free, so the gate cannot shrink it).
+        coral_covariance: "batch" (each step's covariances) or "running" (the target covariance is a moving average
+            over batches, momentum `coral_momentum`, so its rank is not capped by the batch).
+        adversary: "grl" (reversed speaker CE, DANN) or "confusion" (the encoder side minimises the CE against a
+            uniform speaker distribution, Tzeng et al. 2015; the head still learns speakers).
+        grl_max, grl_gamma: the GRL schedule λ(p) = max·(2/(1+e^{−γp}) − 1).
+        auxiliary_warmup: fraction of training over which every term but SER ramps linearly from 0 to its weight.
+        epochs, batch_size, target_batch_size, learning_rate, weight_decay, warmup_ratio: optimisation.
+    """
+
+    name: str = "paper"
+    router: bool = True
+    layer_pooling: str = "last"
+    normalization: str = "joint"
+    per_dimension: bool = False
+    gate_scale: float = 1.0
+    weights: Mapping[str, float] = field(
+        default_factory=lambda: {
+            "ser": 1.0, "speaker": 0.5, "adversary": 0.5, "counterfactual": 0.2, "coral": 0.1, "orthogonality": 0.1,
+            "im": 0.0, "mcc": 0.0,
+        }
+    )
+    coral_input: str = "gated_z_emo"
+    coral_covariance: str = "batch"
+    coral_momentum: float = 0.1
+    adversary: str = "grl"
+    grl_max: float = 1.0
+    grl_gamma: float = 10.0
+    auxiliary_warmup: float = 0.0
+    epochs: int = 3
+    batch_size: int = 16
+    target_batch_size: int = 16
+    learning_rate: float = 5e-4
+    weight_decay: float = 0.0
+    warmup_ratio: float = 0.0
+
+    def with_weights(self, name: str, **weights: float) -> "Recipe":
+        return replace(self, name=name, weights={**self.weights, **weights})
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["weights"] = dict(self.weights)
+        return out
+
+
+def paper_recipe() -> Recipe:
+    """Today's `full` preset, as far as the post-encoder part goes."""
+    return Recipe()
+
+
+class ScreeningHead(nn.Module):
+    """Layer pooling → `PooledStandardization` → router (or shared projection) → emotion / speaker / adversary heads."""
+
+    def __init__(self, config: CTriLoRAConfig, num_layers: int, recipe: Recipe):
+        super().__init__()
+        self.recipe = recipe
+        self.layer_logits = nn.Parameter(torch.zeros(num_layers), requires_grad=recipe.layer_pooling == "learned")
+        self.standardization = PooledStandardization(config.d_model, per_dimension=recipe.per_dimension)
+        if recipe.router:
+            self.router = TriLoRARouter(config)
+        else:
+            self.shared_projection = FactorLinear(config.d_model, config.factor_dim)
+        self.emotion_head = FactorLinear(config.factor_dim, config.num_labels)
+        self.speaker_head = FactorLinear(config.factor_dim, config.num_speakers)
+        self.adversary_head = FactorLinear(config.factor_dim, config.num_speakers)
+        for module in self.modules():
+            if isinstance(module, FactorLinear):
+                nn.init.normal_(module.weight, std=module.in_features**-0.5)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+        if recipe.router:
+            nn.init.zeros_(self.router.gate.weight)
+            nn.init.zeros_(self.router.gate.bias)
+
+    def pool_layers(self, layer_states: torch.Tensor) -> torch.Tensor:
+        """(B, L, d) → (B, d)."""
+        if self.recipe.layer_pooling == "last":
+            return layer_states[:, -1]
+        if self.recipe.layer_pooling == "mean":
+            return layer_states.mean(1)
+        return (torch.softmax(self.layer_logits, 0)[None, :, None] * layer_states).sum(1)
+
+    def forward(
+        self, layer_states: torch.Tensor, domain: str = "in_domain", num_source: int | None = None
+    ) -> dict[str, torch.Tensor | None]:
+        pooled = self.pool_layers(layer_states)
+        standardized = self.standardization(pooled, domain=domain, num_source=num_source)
+        if self.recipe.router:
+            gates = torch.softmax(self.router.gate(standardized), dim=-1)
+            streams = {name: self.router.up[name](self.router.down[name](standardized)) for name in ("lex", "emo", "spk")}
+            gates_scaled = self.recipe.gate_scale * gates
+            factors = {name: gates_scaled[:, i : i + 1] * streams[name] for i, name in enumerate(("lex", "emo", "spk"))}
+            z_lex, z_emo, z_spk, emo_stream = factors["lex"], factors["emo"], factors["spk"], streams["emo"]
+        else:
+            gates, z_lex = None, None
+            z_emo = z_spk = emo_stream = self.shared_projection(standardized)
+        return {
+            "logits": self.emotion_head(z_emo),
+            "speaker_logits": self.speaker_head(z_spk),
+            "z_lex": z_lex,
+            "z_emo": z_emo,
+            "z_spk": z_spk,
+            "emo_stream": emo_stream,
+            "gates": gates,
+        }
+
+
+@dataclass
+class ScreeningData:
+    """Cached frozen-encoder states and labels of one corpus pair's splits (see `load_screening_data`)."""
+
+    features: dict[str, np.ndarray]  # split → (N, L, d)
+    labels: dict[str, np.ndarray]  # split → (N,) class ids (target labels are read only for reporting)
+    speakers: np.ndarray  # (N_train,) source-train speaker ids
+    transcripts: np.ndarray  # (N_train,) source-train transcript-group ids, −1 unknown
+    classes: list[str]
+    num_speakers: int
+
+
+def load_screening_data(data: Any, base_model: str, batch_size: int = 16) -> ScreeningData:
+    """Per-layer pooled states of every split of `data` (an `ExperimentData`), from the frozen probe's cache."""
+    from .evaluation.baselines import _split_datasets, cached_layer_features, load_frozen_encoder
+
+    splits = _split_datasets(data)
+    model = load_frozen_encoder(base_model)
+    settings = data.feature_extractor.to_json_string()
+    features: dict[str, np.ndarray] = {}
+    for role in ("source", "target"):
+        own = {name: dataset for name, dataset in splits.items() if name.startswith(role)}
+        found, _, _ = cached_layer_features(model, own, data.collator, settings, batch_size=batch_size)
+        features.update(found)
+    label2id = data.label2id
+    labels = {name: np.asarray([label2id.get(e or "", -100) for e in ds["emotion"]]) for name, ds in splits.items()}
+    speakers = np.asarray([data.speaker2id.get(s or "", -100) for s in splits["source_train"]["speaker"]])
+    texts = list(splits["source_train"]["transcript"]) if "transcript" in splits["source_train"].column_names else []
+    vocab = {text: i for i, text in enumerate(sorted({t for t in texts if t}))}
+    transcripts = np.asarray([vocab.get(t, -1) if t else -1 for t in texts] or [-1] * len(speakers))
+    return ScreeningData(features, labels, speakers, transcripts, list(data.classes), len(data.speaker2id))
+
+
+def _screening_config(data: ScreeningData) -> CTriLoRAConfig:
+    d_model = data.features["source_train"].shape[-1]
+    return CTriLoRAConfig(
+        d_model=d_model, pad_token_id=0, bos_token_id=0, eos_token_id=0, decoder_start_token_id=0, encoder_layers=1, decoder_layers=1, encoder_attention_heads=1, decoder_attention_heads=1,
+        encoder_ffn_dim=4, decoder_ffn_dim=4, vocab_size=8, num_speakers=max(data.num_speakers, 1),
+        id2label=dict(enumerate(data.classes)),
+    )
+
+
+def domain_auc(source: np.ndarray, target: np.ndarray, seed: int = 0) -> float:
+    """Out-of-fold ROC AUC of a linear source-vs-target classifier on features (0.5 = domains indistinguishable)."""
+    x = np.concatenate([source, target]).astype(np.float64)
+    d = np.concatenate([np.zeros(len(source), int), np.ones(len(target), int)])
+    x = (x - x.mean(0)) / (x.std(0) + 1e-8)
+    folds = StratifiedKFold(5, shuffle=True, random_state=seed)
+    p = cross_val_predict(LogisticRegression(C=1.0, max_iter=2000), x, d, cv=folds, method="predict_proba")[:, 1]
+    return float(roc_auc_score(d, p))
+
+
+def dev_risk(weights: np.ndarray, losses: np.ndarray) -> float:
+    """Deep Embedded Validation (You, Wang, Long & Jordan 2019, Eq. 8): importance-weighted validation risk with the
+    weights as a control variate, mean(wℓ) + η·mean(w) − η, η = −Cov(wℓ, w) / Var(w). Lower is better; no target
+    label is read (the weights come from an unlabeled source-vs-target discriminator)."""
+    weights, losses = np.asarray(weights, float), np.asarray(losses, float)
+    weighted = weights * losses
+    variance = np.var(weights, ddof=1)
+    eta = -np.cov(weighted, weights)[0, 1] / variance if variance > 0 else 0.0
+    return float(weighted.mean() + eta * weights.mean() - eta)
+
+
+def _report(labels: np.ndarray, logits: np.ndarray, num_classes: int) -> dict[str, float]:
+    keep = labels >= 0
+    return classification_report_dict(labels[keep], logits[keep].argmax(1), list(range(num_classes)))
+
+
+def train_screening_run(data: ScreeningData, recipe: Recipe, seed: int = 0) -> dict[str, Any]:
+    """Train one recipe on the cached states with `seed`; returns metrics, diagnostics and label-free criteria."""
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    config = _screening_config(data)
+    num_layers = data.features["source_train"].shape[1]
+    head = ScreeningHead(config, num_layers, recipe)
+    tensors = {name: torch.from_numpy(value.astype(np.float32)) for name, value in data.features.items()}
+    train_x, train_y = tensors["source_train"], torch.from_numpy(data.labels["source_train"]).long()
+    speakers, transcripts = torch.from_numpy(data.speakers).long(), torch.from_numpy(data.transcripts).long()
+    target_x = tensors["target_adaptation"]
+    class_weights = torch.tensor(class_weights_from_labels(data.labels["source_train"][data.labels["source_train"] >= 0],
+                                                           len(data.classes)))
+    steps_per_epoch = math.ceil(len(train_x) / recipe.batch_size)
+    total = steps_per_epoch * recipe.epochs
+    optimizer = torch.optim.AdamW([p for p in head.parameters() if p.requires_grad], lr=recipe.learning_rate,
+                                  weight_decay=recipe.weight_decay)
+    warmup = int(recipe.warmup_ratio * total)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: (s + 1) / max(warmup, 1) if s < warmup else max(0.0, (total - s) / max(total - warmup, 1))
+    )
+    w = dict(recipe.weights)
+    running_target_cov: torch.Tensor | None = None
+    log: dict[str, list[float]] = {k: [] for k in ("ser", "speaker", "adversary", "coral", "im", "mcc", "adv_acc", "coral_ser_grad")}
+    step = 0
+    for _ in range(recipe.epochs):
+        order = rng.permutation(len(train_x))
+        for start in range(0, len(order), recipe.batch_size):
+            index = torch.from_numpy(order[start : start + recipe.batch_size])
+            t_index = torch.from_numpy(rng.choice(len(target_x), size=min(recipe.target_batch_size, len(target_x)), replace=False))
+            needs_target = any(w.get(k, 0) > 0 for k in ("coral", "im", "mcc")) or recipe.normalization == "domain_specific"
+            x = train_x[index]
+            n = len(index)
+            joint = torch.cat([x, target_x[t_index]]) if needs_target else x
+            head.train()
+            out = head(joint, num_source=n if recipe.normalization == "domain_specific" and needs_target else None)
+            progress = step / max(total, 1)
+            ramp = min(1.0, progress / recipe.auxiliary_warmup) if recipe.auxiliary_warmup > 0 else 1.0
+            y = train_y[index]
+            logits = out["logits"][:n]
+            terms: dict[str, torch.Tensor] = {}
+            terms["ser"] = weighted_cross_entropy_per_example(logits, y, class_weights).mean()
+            z_emo, z_spk = out["z_emo"][:n], out["z_spk"][:n]
+            if w.get("speaker", 0) > 0:
+                terms["speaker"] = nn.functional.cross_entropy(head.speaker_head(z_spk), speakers[index], ignore_index=-100)
+            if w.get("adversary", 0) > 0:
+                if recipe.adversary == "grl":
+                    lam = grl_coefficient(progress, recipe.grl_gamma, recipe.grl_max)
+                    reversed_z = _reverse(z_emo, lam)
+                    adv_logits = head.adversary_head(nn.functional.layer_norm(reversed_z, reversed_z.shape[-1:]))
+                    terms["adversary"] = nn.functional.cross_entropy(adv_logits, speakers[index], ignore_index=-100)
+                else:
+                    # The head learns speakers on detached z_emo; the encoder side is pushed to a uniform posterior.
+                    normed = nn.functional.layer_norm(z_emo, z_emo.shape[-1:])
+                    head_logits = head.adversary_head(normed.detach())
+                    confusion_logits = nn.functional.linear(normed, head.adversary_head.weight.detach(), head.adversary_head.bias.detach())
+                    terms["adversary"] = nn.functional.cross_entropy(head_logits, speakers[index], ignore_index=-100) + (
+                        uniform_confusion_loss(confusion_logits) - math.log(config.num_speakers)
+                    )
+                    adv_logits = head_logits
+                log["adv_acc"].append(float((adv_logits.argmax(1) == speakers[index]).float().mean()))
+            if w.get("counterfactual", 0) > 0 and out["z_lex"] is not None:
+                terms["counterfactual"] = counterfactual_margin_loss(z_emo, out["z_lex"][:n], transcripts[index], y, 0.5)
+            if w.get("orthogonality", 0) > 0 and out["z_lex"] is not None:
+                terms["orthogonality"] = orthogonality_loss([out["z_lex"][:n], z_emo, z_spk])
+            if needs_target:
+                target_logits = out["logits"][n:]
+                if w.get("coral", 0) > 0:
+                    source_f, target_f = _coral_inputs(out, n, recipe)
+                    if recipe.coral_covariance == "running":
+                        batch_cov = covariance(target_f.float())
+                        if running_target_cov is None:
+                            running_target_cov = batch_cov.detach()
+                        target_cov = (1 - recipe.coral_momentum) * running_target_cov + recipe.coral_momentum * batch_cov
+                        running_target_cov = target_cov.detach()
+                        terms["coral"] = coral_loss_from_covariances(covariance(source_f.float()), target_cov)
+                    else:
+                        terms["coral"] = coral_loss(source_f, target_f)
+                if w.get("im", 0) > 0:
+                    terms["im"] = information_maximization_loss(target_logits)
+                if w.get("mcc", 0) > 0:
+                    terms["mcc"] = minimum_class_confusion_loss(target_logits)
+            if step % 10 == 0 and "coral" in terms:
+                # On the pre-gate emotion stream, which both terms reach whatever CORAL's input is.
+                g_ser = torch.autograd.grad(w["ser"] * terms["ser"], out["emo_stream"], retain_graph=True)[0].norm()
+                g_coral = torch.autograd.grad(w["coral"] * ramp * terms["coral"], out["emo_stream"], retain_graph=True, allow_unused=True)[0]
+                log["coral_ser_grad"].append(float((g_coral.norm() if g_coral is not None else 0.0) / (g_ser + 1e-12)))
+            loss = sum((w[k] if k == "ser" else w[k] * ramp) * v for k, v in terms.items())
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            for k in ("ser", "speaker", "adversary", "coral", "im", "mcc"):
+                if k in terms:
+                    log[k].append(float(terms[k]))
+            step += 1
+    return _evaluate(head, data, tensors, recipe, log, seed)
+
+
+def _coral_inputs(out: Mapping[str, torch.Tensor], n: int, recipe: Recipe) -> tuple[torch.Tensor, torch.Tensor]:
+    if recipe.coral_input == "gated_z_emo":
+        return out["z_emo"][:n], out["z_emo"][n:]
+    stream = out["emo_stream"]
+    # One scale for both domains (the source batch's root mean variance), each domain centred on itself.
+    scale = stream[:n].var(0, unbiased=False).mean().clamp_min(1e-8).sqrt()
+    return (stream[:n] - stream[:n].mean(0)) / scale, (stream[n:] - stream[n:].mean(0)) / scale
+
+
+class _Reverse(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, lam):
+        ctx.lam = lam
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return -ctx.lam * grad, None
+
+
+def _reverse(x: torch.Tensor, lam: float) -> torch.Tensor:
+    return _Reverse.apply(x, lam)
+
+
+@torch.no_grad()
+def _evaluate(head: ScreeningHead, data: ScreeningData, tensors: Mapping[str, torch.Tensor], recipe: Recipe,
+              log: Mapping[str, list[float]], seed: int) -> dict[str, Any]:
+    head.eval()
+    pooled_target = head.pool_layers(tensors["target_adaptation"])
+    head.standardization.set_target_statistics(pooled_target)
+    outputs = {}
+    for name in SCREEN_SPLITS:
+        outputs[name] = head(tensors[name], domain="target" if name.startswith("target") else "in_domain")
+    num_classes = len(data.classes)
+    results: dict[str, Any] = {
+        "recipe": recipe.name,
+        "seed": seed,
+        "source_validation": _report(data.labels["source_validation"], outputs["source_validation"]["logits"].numpy(), num_classes),
+        "in_domain": _report(data.labels["source_test"], outputs["source_test"]["logits"].numpy(), num_classes),
+        "cross_corpus": _report(data.labels["target_test"], outputs["target_test"]["logits"].numpy(), num_classes),
+    }
+    for section in ("source_validation", "in_domain", "cross_corpus"):
+        results[section] = {k: results[section][k] for k in ("uar", "macro_f1", "accuracy") if k in results[section]}
+    z_source = outputs["source_validation"]["z_emo"].numpy()
+    z_target = outputs["target_adaptation"]["z_emo"].numpy()
+    iw = importance_weights(z_source, z_target, seed=seed)
+    val_logits = outputs["source_validation"]["logits"]
+    val_labels = torch.from_numpy(data.labels["source_validation"]).long()
+    keep = val_labels >= 0
+    val_losses = nn.functional.cross_entropy(val_logits[keep], val_labels[keep], reduction="none").numpy()
+    target_probabilities = torch.softmax(outputs["target_adaptation"]["logits"], -1)
+    histogram = np.bincount(target_probabilities.argmax(1).numpy(), minlength=num_classes) / len(target_probabilities)
+    results["label_free"] = {
+        "dev_risk": dev_risk(iw["weights"][keep.numpy()], val_losses),
+        "source_validation_loss": float(val_losses.mean()),
+        "target_mean_entropy": float((-(target_probabilities * target_probabilities.clamp_min(1e-8).log()).sum(1)).mean()),
+        "target_prediction_histogram": [round(float(v), 4) for v in histogram],
+    }
+    gates = outputs["source_test"]["gates"]
+    results["diagnostics"] = {
+        "domain_auc_z_emo": domain_auc(outputs["source_test"]["z_emo"].numpy(), outputs["target_test"]["z_emo"].numpy(), seed),
+        "discriminator_auc_validation": iw["discriminator_auc"],
+        "mean_gates": None if gates is None else [round(float(v), 4) for v in gates.mean(0)],
+        "adversary_accuracy_last_epoch": _tail_mean(log["adv_acc"]),
+        "adversary_chance": 1.0 / max(data.num_speakers, 1),
+        "coral_ser_grad_ratio": _tail_mean(log["coral_ser_grad"]),
+        "layer_weights": [round(float(v), 4) for v in torch.softmax(head.layer_logits, 0)],
+        "final_terms": {k: _tail_mean(v) for k, v in log.items() if v and k in ("ser", "speaker", "adversary", "coral", "im", "mcc")},
+    }
+    return results
+
+
+def _tail_mean(values: list[float], fraction: float = 0.3) -> float | None:
+    if not values:
+        return None
+    tail = values[-max(1, int(len(values) * fraction)) :]
+    return float(np.mean(tail))
+
+
+def copy_recipe(recipe: Recipe, **changes: Any) -> Recipe:
+    return replace(copy.deepcopy(recipe), **changes)
+
+
+# ------------------------------------------------------------------------------------------------- the recipes
+def _ser_only() -> Recipe:
+    return Recipe(name="ser_only", weights={"ser": 1.0})
+
+
+def _coral_only() -> Recipe:
+    return Recipe(name="coral_only", router=False, weights={"ser": 1.0, "coral": 0.1})
+
+
+def _shared_head() -> Recipe:
+    return Recipe(name="shared_head", router=False, weights={"ser": 1.0, "speaker": 0.5})
+
+
+def _dsbn() -> Recipe:
+    return replace(paper_recipe(), name="dsbn", normalization="domain_specific")
+
+
+def _dsbn_mean() -> Recipe:
+    return replace(_dsbn(), name="dsbn+mean_layers", layer_pooling="mean")
+
+
+def _dsbn_learned() -> Recipe:
+    return replace(_dsbn(), name="dsbn+learned_layers", layer_pooling="learned")
+
+
+def _coral_standardized() -> Recipe:
+    return replace(_dsbn_learned(), name="dsbn+learned+coral_std", coral_input="standardized_z_emo",
+                   coral_covariance="running").with_weights("dsbn+learned+coral_std", coral=1.0)
+
+
+def _tamed_adversary() -> Recipe:
+    return replace(_coral_standardized(), grl_max=0.3, grl_gamma=5.0).with_weights("…+tamed_adv", adversary=0.1)
+
+
+def _confusion_adversary() -> Recipe:
+    return replace(_coral_standardized(), adversary="confusion").with_weights("…+confusion_adv", adversary=0.1)
+
+
+def _im() -> Recipe:
+    return _tamed_adversary().with_weights("…+tamed_adv+im", im=0.3)
+
+
+def _mcc() -> Recipe:
+    return _tamed_adversary().with_weights("…+tamed_adv+mcc", mcc=0.3)
+
+
+def _warmup() -> Recipe:
+    return replace(_im(), name="…+tamed_adv+im+warmup", auxiliary_warmup=0.3)
+
+
+def _paper_optimizer() -> Recipe:
+    return replace(paper_recipe(), name="paper+paper_optimizer", learning_rate=1e-4, weight_decay=0.01, warmup_ratio=0.1)
+
+
+RECIPES = {
+    recipe().name: recipe
+    for recipe in (
+        paper_recipe, _ser_only, _coral_only, _shared_head, _dsbn, _dsbn_mean, _dsbn_learned, _coral_standardized,
+        _tamed_adversary, _confusion_adversary, _im, _mcc, _warmup, _paper_optimizer,
+    )
+}
