@@ -69,6 +69,25 @@ class ModelArguments:
         default="centered",
         metadata={"help": "'centered' (centre each pooled dimension, one shared scale), 'batch' (standardise each) or 'none'."},
     )
+    # Method knobs: None keeps the preset's recipe (`full`: the cross-corpus recipe; `paper`: the published one).
+    layer_pooling: str | None = field(default=None, metadata={"help": "'last', 'mean' (all encoder layers) or 'learned'."})
+    domain_specific_normalization: bool | None = field(
+        default=None, metadata={"help": "Standardise source and target rows with their own statistics in training (DSBN)."}
+    )
+    coral_input: str | None = field(default=None, metadata={"help": "'gated_z_emo' (paper) or 'standardized_z_emo'."})
+    coral_covariance: str | None = field(default=None, metadata={"help": "'batch' (paper) or 'running' target covariance."})
+    adversary_objective: str | None = field(default=None, metadata={"help": "'reversal' (GRL) or 'confusion' (uniform target)."})
+    grl_gamma: float | None = field(default=None, metadata={"help": "GRL ramp steepness γ (paper 10)."})
+    grl_max_coefficient: float | None = field(default=None, metadata={"help": "GRL cap (paper 1.0)."})
+    target_encoder_gradients: bool | None = field(
+        default=None, metadata={"help": "Back-propagate through the encoder for the target batch (paper: yes; full: no)."}
+    )
+
+    def method_overrides(self) -> dict:
+        """The method knobs given on the command line (the rest come from the preset's recipe)."""
+        names = ("layer_pooling", "domain_specific_normalization", "coral_input", "coral_covariance",
+                 "adversary_objective", "grl_gamma", "grl_max_coefficient", "target_encoder_gradients")
+        return {name: getattr(self, name) for name in names if getattr(self, name) is not None}
 
 
 def parse_arguments(argv: list[str] | None = None):
@@ -110,6 +129,7 @@ def main(argv: list[str] | None = None) -> dict:
         lora_dropout=model_args.lora_dropout,
         input_padding=model_args.input_padding,
         pooled_normalization=model_args.pooled_normalization,
+        **model_args.method_overrides(),
     )
     model.print_trainable_parameters()
     train = data.source["train"]

@@ -7,6 +7,7 @@ Design choices where the paper is vague are fixed in the project's DESIGN.md and
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator, Mapping
@@ -23,9 +24,14 @@ from transformers.models.whisper.modeling_whisper import WhisperModel, WhisperPr
 from .configuration_ctrilora import CTriLoRAConfig
 from .losses import (
     coral_loss,
+    coral_loss_from_covariances,
     counterfactual_margin_loss,
+    covariance,
     grl_coefficient,
+    information_maximization_loss,
+    minimum_class_confusion_loss,
     orthogonality_loss,
+    uniform_confusion_loss,
     weighted_cross_entropy_per_example,
 )
 from .presets import resolve_preset
@@ -52,8 +58,10 @@ class CTriLoRAOutput(ModelOutput):
         pooled (`(batch, d_model)`): masked mean of the encoder's last hidden state over real frames.
         z_lex, z_emo, z_spk (`(batch, factor_dim)`): the three factors (Shared-Head: z_emo = z_spk, z_lex = None).
         target_z_emo (`(target_batch, factor_dim)`): z_emo of the unlabeled target batch, when one was given.
-        asr_loss, ser_loss, speaker_loss, adversary_loss, counterfactual_loss, coral_loss, orthogonality_loss
-            (`()`): each unweighted term, computed when its inputs are present and its weight is non-zero.
+        target_logits (`(target_batch, num_emotions)`): emotion logits of the unlabeled target batch, when one was given.
+        asr_loss, ser_loss, speaker_loss, adversary_loss, counterfactual_loss, coral_loss, orthogonality_loss,
+            im_loss, mcc_loss (`()`): each unweighted term, computed when its inputs are present and its weight is
+            non-zero.
         ser_loss_per_example (`(n_labelled,)`): class-weighted CE of each emotion-labelled row.
     """
 
@@ -68,6 +76,7 @@ class CTriLoRAOutput(ModelOutput):
     z_emo: torch.FloatTensor | None = None
     z_spk: torch.FloatTensor | None = None
     target_z_emo: torch.FloatTensor | None = None
+    target_logits: torch.FloatTensor | None = None
     asr_loss: torch.FloatTensor | None = None
     ser_loss: torch.FloatTensor | None = None
     speaker_loss: torch.FloatTensor | None = None
@@ -75,6 +84,8 @@ class CTriLoRAOutput(ModelOutput):
     counterfactual_loss: torch.FloatTensor | None = None
     coral_loss: torch.FloatTensor | None = None
     orthogonality_loss: torch.FloatTensor | None = None
+    im_loss: torch.FloatTensor | None = None
+    mcc_loss: torch.FloatTensor | None = None
     ser_loss_per_example: torch.FloatTensor | None = None
 
     @property
@@ -226,12 +237,15 @@ class TriLoRARouter(nn.Module):
 
     def forward(self, pooled: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         """pooled (B, d) → ({"lex", "emo", "spk"}: (B, d_z), gates (B, 3))."""
-        gates = torch.softmax(self.gate(pooled), dim=-1)
-        factors = {
-            name: gates[:, index : index + 1] * self.up[name](self.down[name](pooled))
-            for index, name in enumerate(FACTOR_NAMES)
-        }
+        factors, gates, _ = self.route(pooled)
         return factors, gates
+
+    def route(self, pooled: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor, dict[str, torch.Tensor]]:
+        """Like `forward`, plus the pre-gate streams B_k A_k h̄ (what a scale-free CORAL compares)."""
+        gates = torch.softmax(self.gate(pooled), dim=-1)
+        streams = {name: self.up[name](self.down[name](pooled)) for name in FACTOR_NAMES}
+        factors = {name: gates[:, index : index + 1] * streams[name] for index, name in enumerate(FACTOR_NAMES)}
+        return factors, gates, streams
 
 
 class FiLM(nn.Module):
@@ -291,6 +305,12 @@ class WhisperForTriLoRA(WhisperPreTrainedModel):
             self.adversary_head = FactorLinear(config.factor_dim, config.num_speakers)
         if self.preset.film:
             self.film = FiLM(config)
+        if config.layer_pooling == "learned":
+            # Zero logits: the weighted sum starts as the uniform layer average.
+            self.layer_weights = nn.Parameter(torch.zeros(config.encoder_layers))
+        if config.coral_covariance == "running":
+            self.register_buffer("coral_target_covariance", torch.zeros(config.factor_dim, config.factor_dim))
+            self.register_buffer("coral_target_steps", torch.tensor(0, dtype=torch.long))
         self.post_init()
         self._inject_lora()
 
@@ -331,6 +351,8 @@ class WhisperForTriLoRA(WhisperPreTrainedModel):
             # parameters of its own (FiLM), so a FiLM-level branch would never run.
             init.zeros_(module.weight)
             init.zeros_(module.bias)
+        elif isinstance(module, WhisperForTriLoRA) and getattr(module, "layer_weights", None) is not None:
+            init.zeros_(module.layer_weights)
         elif isinstance(module, PooledStandardization):
             # Checkpoints saved before target statistics existed lack these buffers: "none fitted".
             init.zeros_(module.target_mean)
@@ -436,16 +458,19 @@ class WhisperForTriLoRA(WhisperPreTrainedModel):
                 raise ValueError(f"attention_mask for {name} marks no real frame in rows {empty}")
 
     def encode(
-        self, input_features: torch.Tensor, attention_mask: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+        self, input_features: torch.Tensor, attention_mask: torch.Tensor | None = None, output_layers: bool = False
+    ) -> tuple[torch.Tensor, ...]:
         """Run the Whisper encoder at the clip's true length.
 
         Args:
             input_features: (B, n_mels, T) log-Mel, T even, T ≤ 2·max_source_positions.
             attention_mask: (B, T), 1 = real frame; `None` = every frame is real.
+            output_layers: also return every layer's output (the last one after the final layer norm, as in
+                transformers' `hidden_states`).
 
         Returns:
-            hidden states (B, T/2, d) after the final layer norm, and the position mask (B, T/2), `True` = real.
+            hidden states (B, T/2, d) after the final layer norm, and the position mask (B, T/2), `True` = real;
+            with `output_layers`, a third item: the list of the L layers' outputs.
         """
         encoder = self.model.encoder
         features = input_features.to(encoder.conv1.weight.dtype)
@@ -468,11 +493,31 @@ class WhisperForTriLoRA(WhisperPreTrainedModel):
         hidden = hidden + encoder.embed_positions.weight[:positions]
         hidden = nn.functional.dropout(hidden, p=encoder.dropout, training=self.training)
         self_attention_mask = self._additive_key_mask(position_mask, hidden.dtype) if short else None
+        layer_outputs = []
         for layer in encoder.layers:
-            if self.training and encoder.layerdrop > 0 and torch.rand([]) < encoder.layerdrop:
-                continue
-            hidden = layer(hidden, self_attention_mask)
-        return encoder.layer_norm(hidden), position_mask
+            if not (self.training and encoder.layerdrop > 0 and torch.rand([]) < encoder.layerdrop):
+                hidden = layer(hidden, self_attention_mask)
+            layer_outputs.append(hidden)
+        final = encoder.layer_norm(hidden)
+        if output_layers:
+            return final, position_mask, [*layer_outputs[:-1], final]
+        return final, position_mask
+
+    def pooled_state(self, input_features: torch.Tensor, attention_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
+        """Encode and pool as `config.layer_pooling` says: (pooled (B, d), encoder states (B, S, d), position mask).
+
+        `"last"` is the masked mean of the final layer (Eq. 4 over true frames); `"mean"` / `"learned"` average the
+        masked means of all L layers uniformly / with softmax(`layer_weights`).
+        """
+        if self.config.layer_pooling == "last":
+            states, position_mask = self.encode(input_features, attention_mask)
+            return self.masked_mean(states, position_mask), states, position_mask
+        states, position_mask, layers = self.encode(input_features, attention_mask, output_layers=True)
+        pooled_layers = torch.stack([self.masked_mean(layer, position_mask) for layer in layers], dim=1)
+        if self.config.layer_pooling == "mean":
+            return pooled_layers.mean(1), states, position_mask
+        weights = torch.softmax(self.layer_weights.float(), 0).to(pooled_layers.dtype)
+        return (pooled_layers * weights[None, :, None]).sum(1), states, position_mask
 
     @staticmethod
     def _additive_key_mask(key_mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -488,21 +533,28 @@ class WhisperForTriLoRA(WhisperPreTrainedModel):
         return (hidden * weights).sum(1) / weights.sum(1).clamp_min(1.0)
 
     def factorise(
-        self, pooled: torch.Tensor, domain: str = "in_domain"
+        self, pooled: torch.Tensor, domain: str = "in_domain", num_source: int | None = None
     ) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """pooled (B, d) → (z_lex, z_emo, z_spk, routing weights); Shared-Head: (None, z, z, None).
 
-        `domain="target"` standardises with the stored target-corpus statistics (see `fit_target_statistics`).
+        `domain="target"` standardises with the stored target-corpus statistics (see `fit_target_statistics`);
+        `num_source` (training, DSBN) standardises the leading source rows and the target rows separately.
         """
+        z_lex, z_emo, z_spk, gates, _ = self._factorise_with_stream(pooled, domain, num_source)
+        return z_lex, z_emo, z_spk, gates
+
+    def _factorise_with_stream(
+        self, pooled: torch.Tensor, domain: str = "in_domain", num_source: int | None = None
+    ) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor]:
         if domain not in DOMAINS:
             raise ValueError(f"domain={domain!r}; expected one of {DOMAINS}")
         if self.config.pooled_normalization != "none":
-            pooled = self.pooled_standardization(pooled, domain=domain)
+            pooled = self.pooled_standardization(pooled, domain=domain, num_source=num_source)
         if self.preset.router:
-            factors, gates = self.router(pooled)
-            return factors["lex"], factors["emo"], factors["spk"], gates
+            factors, gates, streams = self.router.route(pooled)
+            return factors["lex"], factors["emo"], factors["spk"], gates, streams["emo"]
         shared = self.shared_projection(pooled)
-        return None, shared, shared, None
+        return None, shared, shared, None, shared
 
     # ------------------------------------------------------------------------------------------------- decoder
     def decode(
@@ -580,28 +632,51 @@ class WhisperForTriLoRA(WhisperPreTrainedModel):
         batch = input_features.shape[0]
         weights = self.config.active_loss_weights
         features, mask = input_features, attention_mask
-        if target_input_features is not None:
+        has_target = target_input_features is not None
+        separate_target = has_target and not self.config.target_encoder_gradients and torch.is_grad_enabled()
+        if has_target:
             self._check_features(target_input_features, target_attention_mask, "target_input_features")
+        if has_target and not separate_target:
             features, mask = self._concatenate_batches(input_features, attention_mask, target_input_features, target_attention_mask)
-        encoder_states, position_mask = self.encode(features, mask)
-        pooled_all = self.masked_mean(encoder_states, position_mask)
-        z_lex_all, z_emo_all, z_spk_all, gates_all = self.factorise(pooled_all, domain=domain)
+        pooled_all, encoder_states, position_mask = self.pooled_state(features, mask)
+        if separate_target:
+            # The target clips pass the encoder without a graph (a forward pass only, no backward through the
+            # backbone): their pooled states still feed the router, the heads and the target side of CORAL / DSBN.
+            with torch.no_grad():
+                target_pooled, _, _ = self.pooled_state(target_input_features, target_attention_mask)
+            pooled_all = torch.cat([pooled_all, target_pooled.to(pooled_all.dtype)])
+        # DSBN: source and target rows standardised with their own statistics in training (as at test).
+        num_source = batch if (has_target and self.training and self.config.domain_specific_normalization) else None
+        z_lex_all, z_emo_all, z_spk_all, gates_all, emo_stream_all = self._factorise_with_stream(
+            pooled_all, domain=domain, num_source=num_source
+        )
         source = slice(0, batch)
         z_lex = None if z_lex_all is None else z_lex_all[source]
         z_emo, z_spk = z_emo_all[source], z_spk_all[source]
         gates = None if gates_all is None else gates_all[source]
-        target_z_emo = z_emo_all[batch:] if target_input_features is not None else None
+        target_z_emo = z_emo_all[batch:] if has_target else None
 
-        logits = self.emotion_head(z_emo)
+        logits_all = self.emotion_head(z_emo_all)
+        logits = logits_all[source]
+        target_logits = logits_all[batch:] if has_target else None
         speaker_logits = self.speaker_head(z_spk)
         adversary_logits = None
+        confusion_logits = None
         if self.preset.gradient_reversal:
             # The adversary sees the direction of z_emo only (layer norm without affine, after the reversal): its
             # reversed gradient then has no component along z_emo, so the router cannot "beat" it by inflating
             # z_emo through the emotion gate — on real whisper-base that collapsed the gates onto z_emo, sent the
             # adversary's CE to ~10 and left z_spk at zero.
-            reversed_z_emo = self.gradient_reversal(z_emo)
-            adversary_logits = self.adversary_head(nn.functional.layer_norm(reversed_z_emo, reversed_z_emo.shape[-1:]))
+            if self.config.adversary_objective == "reversal":
+                reversed_z_emo = self.gradient_reversal(z_emo)
+                adversary_logits = self.adversary_head(nn.functional.layer_norm(reversed_z_emo, reversed_z_emo.shape[-1:]))
+            else:
+                # Domain confusion (Tzeng et al. 2015): the head learns speakers from detached z_emo; the encoder side
+                # is scored by the frozen head against a uniform speaker posterior.
+                normed = nn.functional.layer_norm(z_emo, z_emo.shape[-1:])
+                adversary_logits = self.adversary_head(normed.detach())
+                head = self.adversary_head
+                confusion_logits = nn.functional.linear(normed, head.weight.detach(), head.bias.detach())
 
         asr_logits = None
         run_decoder = decoder_input_ids is not None or (asr_labels is not None and weights["asr"] > 0)
@@ -625,6 +700,12 @@ class WhisperForTriLoRA(WhisperPreTrainedModel):
                 terms["speaker"] = self._cross_entropy(speaker_logits, speaker_labels)
             if adversary_logits is not None and weights["adversary"] > 0:
                 terms["adversary"] = self._cross_entropy(adversary_logits, speaker_labels)
+                if confusion_logits is not None:
+                    # Shifted by log K so the term is 0 at a speaker-blind z_emo (the minimum of the confusion CE).
+                    known = speaker_labels != IGNORE_INDEX
+                    if known.any():
+                        confusion = uniform_confusion_loss(confusion_logits[known]) - math.log(self.config.num_speakers)
+                        terms["adversary"] = terms["adversary"] + confusion
         if asr_labels is not None and asr_logits is not None and weights["asr"] > 0:
             terms["asr"] = self._cross_entropy(asr_logits.flatten(0, 1), asr_labels.flatten())
         if transcript_ids is not None and labels is not None and weights["counterfactual"] > 0:
@@ -633,7 +714,11 @@ class WhisperForTriLoRA(WhisperPreTrainedModel):
             )
         if target_z_emo is not None and weights["coral"] > 0:
             gather = feature_gatherer or (lambda tensor: tensor)
-            terms["coral"] = coral_loss(gather(z_emo), gather(target_z_emo))
+            terms["coral"] = self._coral(gather, z_emo, target_z_emo, emo_stream_all[source], emo_stream_all[batch:])
+        if target_logits is not None and weights["im"] > 0:
+            terms["im"] = information_maximization_loss(target_logits)
+        if target_logits is not None and weights["mcc"] > 0:
+            terms["mcc"] = minimum_class_confusion_loss(target_logits, float(self.config.mcc_temperature))
         has_any_label = any(value is not None for value in (labels, speaker_labels, asr_labels))
         if has_any_label and z_lex is not None and weights["orthogonality"] > 0:
             terms["orthogonality"] = orthogonality_loss([z_lex, z_emo, z_spk])
@@ -651,9 +736,43 @@ class WhisperForTriLoRA(WhisperPreTrainedModel):
             z_emo=z_emo,
             z_spk=z_spk,
             target_z_emo=target_z_emo,
+            target_logits=target_logits,
             ser_loss_per_example=ser_per_example,
             **{f"{name}_loss": value for name, value in terms.items()},
         )
+
+    def _coral(
+        self,
+        gather: Callable[[torch.Tensor], torch.Tensor],
+        z_emo: torch.Tensor,
+        target_z_emo: torch.Tensor,
+        stream: torch.Tensor,
+        target_stream: torch.Tensor,
+    ) -> torch.Tensor:
+        """CORAL between the source and target batch as `config.coral_input` / `coral_covariance` say."""
+        if self.config.coral_input == "gated_z_emo":
+            source_features, target_features = gather(z_emo), gather(target_z_emo)
+        else:
+            source_features, target_features = gather(stream).float(), gather(target_stream).float()
+            # Each domain centred on itself, both divided by one scale (the source batch's root mean variance).
+            scale = source_features.var(0, unbiased=False).mean().clamp_min(1e-8).sqrt().detach()
+            source_features = (source_features - source_features.mean(0)) / scale
+            target_features = (target_features - target_features.mean(0)) / scale
+        if self.config.coral_covariance == "batch":
+            return coral_loss(source_features, target_features)
+        if source_features.shape[0] < 2 or target_features.shape[0] < 2:
+            return (source_features.sum() + target_features.sum()) * 0.0
+        batch_covariance = covariance(target_features.float())
+        if not self.training:
+            return coral_loss_from_covariances(covariance(source_features.float()), batch_covariance)
+        # Moving average over steps; the first step starts it from the batch (no bias towards the zero init).
+        momentum = 1.0 if int(self.coral_target_steps) == 0 else float(self.config.coral_momentum)
+        running = self.coral_target_covariance.to(batch_covariance.dtype)
+        target_covariance = (1 - momentum) * running + momentum * batch_covariance
+        with torch.no_grad():
+            self.coral_target_covariance.copy_(target_covariance.detach())
+            self.coral_target_steps.add_(1)
+        return coral_loss_from_covariances(covariance(source_features.float()), target_covariance)
 
     @staticmethod
     def _mean_or_zero(values: torch.Tensor, anchor: torch.Tensor) -> torch.Tensor:
@@ -742,8 +861,8 @@ class WhisperForTriLoRA(WhisperPreTrainedModel):
             features = batch["input_features"].to(device)
             mask = batch.get("attention_mask")
             self._check_features(features, mask, "input_features")
-            states, position_mask = self.encode(features, None if mask is None else mask.to(device))
-            pooled.append(self.masked_mean(states, position_mask).float())
+            pooled_batch, _, _ = self.pooled_state(features, None if mask is None else mask.to(device))
+            pooled.append(pooled_batch.float())
         if not pooled:
             raise ValueError("fit_target_statistics got no batches")
         self.pooled_standardization.set_target_statistics(torch.cat(pooled))

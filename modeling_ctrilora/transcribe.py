@@ -117,8 +117,8 @@ def transcribe(
     """
     device = input_features.device
     batch = input_features.shape[0]
-    encoder_states, position_mask = model.encode(input_features, attention_mask)
-    z_lex, _, _, _ = model.factorise(model.masked_mean(encoder_states, position_mask))
+    pooled, encoder_states, position_mask = model.pooled_state(input_features, attention_mask)
+    z_lex, _, _, _ = model.factorise(pooled)
 
     def next_logits(tokens: torch.Tensor) -> torch.Tensor:
         return model.decode(tokens, encoder_states, position_mask, z_lex)[:, -1].float()

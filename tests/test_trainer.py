@@ -15,7 +15,7 @@ from transformers import AutoFeatureExtractor, WhisperFeatureExtractor
 
 from conftest_data import make_csv_corpus
 from modeling_ctrilora import WhisperForTriLoRA
-from modeling_ctrilora.presets import LOGGED_LOSS_TERMS
+from modeling_ctrilora.presets import LOGGED_LOSS_TERMS, LOSS_TERMS
 from trainer import CTriLoRATrainer, CTriLoRATrainingArguments
 from trainer.data.sampler import PairAwareBatchSampler
 from trainer.evaluation.metrics import compute_metrics_fn
@@ -71,11 +71,16 @@ def test_train_moves_every_trainable_parameter_and_logs_every_term(experiment_da
             assert torch.equal(parameter, frozen[name]), f"frozen {name} changed"
     train_logs = [entry for entry in trainer.state.log_history if "loss" in entry and "eval_loss" not in entry]
     eval_logs = [entry for entry in trainer.state.log_history if "eval_loss" in entry]
-    for key in LOGGED_LOSS_TERMS:
+    weights = trainer.model.config.active_loss_weights
+    active = [key for term, key in zip(LOSS_TERMS, LOGGED_LOSS_TERMS) if weights[term] > 0]
+    for key in active:
         assert all(key in entry for entry in train_logs), key
         assert all(f"eval_{key}" in entry for entry in eval_logs), key
     for entry in train_logs:  # the logged weighted terms add up to the logged loss
-        assert sum(entry[key] for key in LOGGED_LOSS_TERMS) == pytest.approx(entry["loss"], rel=1e-3)
+        assert sum(entry[key] for key in active) == pytest.approx(entry["loss"], rel=1e-3)
+        # diagnostics: router gates, the adversary's speaker accuracy, the CORAL/SER gradient ratio
+        assert {"gate_lex", "gate_emo", "gate_spk", "adversary_accuracy"} <= set(entry)
+    assert any("coral_ser_grad_ratio" in entry for entry in train_logs)
     assert {"eval_uar", "eval_macro_f1"} <= set(eval_logs[-1])
     assert 0 < train_logs[-1]["grl_coefficient"] <= 1
     assert trainer.model.config.ser_class_weights is not None

@@ -106,8 +106,10 @@ class CTriLoRATrainer(Trainer):
             if labels:
                 config.ser_class_weights = class_weights_from_labels(labels, config.num_labels)
                 logger.info("SER class weights from source-train frequencies: %s", config.ser_class_weights)
-        if config.active_loss_weights["coral"] > 0 and self.target_dataset is None:
-            logger.warning("CORAL is active in preset %r but no target_dataset was given: the term stays off", config.preset)
+        if config.uses_target_batch and self.target_dataset is None:
+            logger.warning(
+                "preset %r has target-batch terms (CORAL, IM, MCC) but no target_dataset was given: they stay off", config.preset
+            )
 
     def _train_emotion_ids(self) -> list[int]:
         """Emotion ids of the training rows, from an `emotion` (name) or `labels` (id) column."""
@@ -184,7 +186,7 @@ class CTriLoRATrainer(Trainer):
         if mode == "train" and hasattr(core, "gradient_reversal"):
             core.gradient_reversal.set_progress(self.state.global_step, self.state.max_steps)
         model_inputs = dict(inputs)
-        if self.target_dataset is not None and weights["coral"] > 0:
+        if self.target_dataset is not None and core.config.uses_target_batch:
             target = self.next_target_batch(mode)
             model_inputs["target_input_features"] = target["input_features"]
             model_inputs["target_attention_mask"] = target["attention_mask"]
@@ -193,6 +195,7 @@ class CTriLoRATrainer(Trainer):
         if outputs.loss is None:
             raise ValueError("the batch carries no labels for any active loss term (labels, speaker_labels, asr_labels)")
         self._record_terms(mode, outputs, weights)
+        self._record_diagnostics(mode, core, outputs, inputs, weights)
         if hasattr(core, "gradient_reversal") and mode == "train":
             self._metrics[mode]["grl_coefficient"].append(float(core.gradient_reversal.coefficient))
         if return_outputs:
@@ -207,6 +210,35 @@ class CTriLoRATrainer(Trainer):
                 continue
             weighted = (weights[term] * value.detach()).reshape(1)
             self._metrics[mode][key].append(self.accelerator.gather(weighted).mean().item())
+
+    def _record_diagnostics(self, mode: str, core: Any, outputs: CTriLoRAOutput, inputs: dict[str, Any],
+                            weights: dict[str, float]) -> None:
+        """Per-step diagnostics of the method (logged as averages like the loss terms): mean router gate per factor,
+        the adversary's speaker accuracy (against chance 1/num_speakers), and every `logging_steps` steps the ratio
+        of the CORAL and SER gradient norms on the emotion stream's output projection (Deep CORAL sets its weight so
+        the two are of one order)."""
+        metrics = self._metrics[mode]
+        if outputs.routing_weights is not None:
+            for index, name in enumerate(("lex", "emo", "spk")):
+                metrics[f"gate_{name}"].append(float(outputs.routing_weights[:, index].detach().float().mean()))
+        speakers = inputs.get("speaker_labels")
+        if outputs.adversary_logits is not None and speakers is not None:
+            known = speakers != -100
+            if known.any():
+                correct = (outputs.adversary_logits[known].argmax(-1) == speakers[known]).float().mean()
+                metrics["adversary_accuracy"].append(float(correct))
+        coral, ser = outputs.coral_loss, outputs.ser_loss
+        if (
+            mode == "train" and coral is not None and ser is not None and coral.requires_grad and ser.requires_grad
+            and self.state.global_step % max(int(self.args.logging_steps), 1) == 0
+        ):
+            weight = core.router.up["emo"].weight if hasattr(core, "router") else core.shared_projection.weight
+            grads = [
+                torch.autograd.grad(weights[term] * value, weight, retain_graph=True, allow_unused=True)[0]
+                for term, value in (("coral", coral), ("ser", ser))
+            ]
+            if all(g is not None for g in grads) and float(grads[1].norm()) > 0:
+                metrics["coral_ser_grad_ratio"].append(float(grads[0].norm() / grads[1].norm()))
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         mode = "eval" if any(key.startswith("eval_") for key in logs) else "train"

@@ -29,10 +29,12 @@ class CTriLoRATrainingArguments(TrainingArguments):
     asr_weight: float | None = field(default=None, metadata={"help": "Weight of the ASR decoder loss (paper: 0.3)."})
     ser_weight: float | None = field(default=None, metadata={"help": "Weight of the class-weighted SER loss (1.0)."})
     speaker_weight: float | None = field(default=None, metadata={"help": "Weight of the speaker loss on z_spk (0.5)."})
-    adversary_weight: float | None = field(default=None, metadata={"help": "Weight of the GRL speaker adversary (0.5)."})
+    adversary_weight: float | None = field(default=None, metadata={"help": "Weight of the speaker adversary (preset's recipe: paper 0.5, full 0.1)."})
     counterfactual_weight: float | None = field(default=None, metadata={"help": "Weight of the counterfactual margin (0.2)."})
-    coral_weight: float | None = field(default=None, metadata={"help": "Weight of CORAL on z_emo (0.1)."})
+    coral_weight: float | None = field(default=None, metadata={"help": "Weight of CORAL (preset's recipe: paper 0.1, full 1.0)."})
     orthogonality_weight: float | None = field(default=None, metadata={"help": "Weight of factor orthogonality (0.1)."})
+    im_weight: float | None = field(default=None, metadata={"help": "Weight of information maximisation on the target batch (SHOT; 0)."})
+    mcc_weight: float | None = field(default=None, metadata={"help": "Weight of minimum class confusion on the target batch (MCC; 0)."})
     class_weighted_ser: bool = field(
         default=True, metadata={"help": "Weight the SER loss by inverse source-train class frequency (mean 1)."}
     )

@@ -21,7 +21,7 @@ torch.manual_seed(0)
 # Without the pooled-state BatchNorm: its training statistics are per process (as BatchNorm's are under DDP), so
 # with it the factors themselves, not only their gathering, would depend on how the rows are split across ranks.
 model = WhisperForTriLoRA.from_whisper(
-    base_model, num_emotions=3, num_speakers=2, factor_dim=8, factor_rank=4, pooled_normalization="none"
+    base_model, num_emotions=3, num_speakers=2, factor_dim=8, factor_rank=4, pooled_normalization="none", preset="paper"
 )
 with torch.no_grad():
     # A tiny random Whisper barely sees its input (its positional embeddings dominate); larger conv and router

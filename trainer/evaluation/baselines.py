@@ -153,25 +153,11 @@ def encoder_fingerprint(model: WhisperForTriLoRA) -> str:
 def pooled_layer_states(model: WhisperForTriLoRA, input_features: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
     """Masked mean over real positions of every encoder layer's output: (B, n_mels, T) → (B, L, d).
 
-    Layer l's output is read with a forward hook around `model.encode`, so the encoder's masking logic exists once.
-    As in `transformers`' `hidden_states` of a Whisper encoder, the last entry is taken after the final layer norm
-    (it is exactly the state C-TriLoRA pools); the others are the raw residual stream after each layer.
+    The layers come from `model.encode(..., output_layers=True)`, so the encoder's masking logic exists once. As in
+    `transformers`' `hidden_states` of a Whisper encoder, the last entry is taken after the final layer norm (it is
+    exactly the state C-TriLoRA pools); the others are the raw residual stream after each layer.
     """
-    layers = model.model.encoder.layers
-    captured: list[torch.Tensor] = []
-
-    def keep(_module: torch.nn.Module, _inputs: Any, output: Any) -> None:
-        captured.append(output[0] if isinstance(output, tuple) else output)
-
-    hooks = [layer.register_forward_hook(keep) for layer in layers]
-    try:
-        final, position_mask = model.encode(input_features, attention_mask)
-    finally:
-        for hook in hooks:
-            hook.remove()
-    if len(captured) != len(layers):
-        raise RuntimeError(f"captured {len(captured)} layer outputs from an encoder with {len(layers)} layers")
-    states = [*captured[:-1], final]
+    _, position_mask, states = model.encode(input_features, attention_mask, output_layers=True)
     return torch.stack([model.masked_mean(state, position_mask) for state in states], dim=1)
 
 
