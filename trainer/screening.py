@@ -29,9 +29,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import StratifiedKFold, cross_val_predict
-from sklearn.metrics import roc_auc_score
 from torch import nn
 
 from modeling_ctrilora import CTriLoRAConfig
@@ -51,6 +48,7 @@ from modeling_ctrilora.losses import (
 from modeling_ctrilora.modeling_ctrilora import FactorLinear, PooledStandardization, TriLoRARouter
 
 from .evaluation.calibration import importance_weights
+from .evaluation.diagnostics import dev_risk, domain_auc
 from .evaluation.metrics import classification_report_dict
 
 logger = logging.getLogger(__name__)
@@ -219,27 +217,6 @@ def _screening_config(data: ScreeningData) -> CTriLoRAConfig:
         encoder_ffn_dim=4, decoder_ffn_dim=4, vocab_size=8, num_speakers=max(data.num_speakers, 1),
         id2label=dict(enumerate(data.classes)),
     )
-
-
-def domain_auc(source: np.ndarray, target: np.ndarray, seed: int = 0) -> float:
-    """Out-of-fold ROC AUC of a linear source-vs-target classifier on features (0.5 = domains indistinguishable)."""
-    x = np.concatenate([source, target]).astype(np.float64)
-    d = np.concatenate([np.zeros(len(source), int), np.ones(len(target), int)])
-    x = (x - x.mean(0)) / (x.std(0) + 1e-8)
-    folds = StratifiedKFold(5, shuffle=True, random_state=seed)
-    p = cross_val_predict(LogisticRegression(C=1.0, max_iter=2000), x, d, cv=folds, method="predict_proba")[:, 1]
-    return float(roc_auc_score(d, p))
-
-
-def dev_risk(weights: np.ndarray, losses: np.ndarray) -> float:
-    """Deep Embedded Validation (You, Wang, Long & Jordan 2019, Eq. 8): importance-weighted validation risk with the
-    weights as a control variate, mean(wℓ) + η·mean(w) − η, η = −Cov(wℓ, w) / Var(w). Lower is better; no target
-    label is read (the weights come from an unlabeled source-vs-target discriminator)."""
-    weights, losses = np.asarray(weights, float), np.asarray(losses, float)
-    weighted = weights * losses
-    variance = np.var(weights, ddof=1)
-    eta = -np.cov(weighted, weights)[0, 1] / variance if variance > 0 else 0.0
-    return float(weighted.mean() + eta * weights.mean() - eta)
 
 
 def _report(labels: np.ndarray, logits: np.ndarray, num_classes: int) -> dict[str, float]:
