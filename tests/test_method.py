@@ -150,3 +150,17 @@ def test_diagnostics_helpers():
     assert prediction_histogram(np.array([[1.0, 0.0], [0.0, 1.0], [2.0, 0.0]]), ["a", "b"]) == {"a": 0.6667, "b": 0.3333}
     history = [{"gate_emo": 0.4, "step": 10}, {"eval_loss": 1.0, "gate_emo": 0.9}, {"gate_emo": 0.5, "step": 20}]
     assert training_diagnostics(history) == {"gate_emo": {"value": 0.5, "step": 20}}
+
+
+def test_training_diagnostics_plot(tmp_path):
+    from trainer.evaluation.plots import plot_training_diagnostics
+
+    history = [
+        {"loss": 1.0, "step": step, "gate_lex": 0.3, "gate_emo": 0.4, "gate_spk": 0.3, "adversary_accuracy": 0.1 * step,
+         **({"coral_ser_grad_ratio": 0.05} if step % 2 else {})}
+        for step in range(1, 5)
+    ]
+    path = plot_training_diagnostics(history, tmp_path / "diagnostics.png", adversary_chance=0.05)
+    assert path.stat().st_size > 0
+    with pytest.raises(ValueError, match="no training diagnostics"):
+        plot_training_diagnostics([{"loss": 1.0, "step": 1}], tmp_path / "none.png")

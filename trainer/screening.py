@@ -407,63 +407,63 @@ def copy_recipe(recipe: Recipe, **changes: Any) -> Recipe:
 
 
 # ------------------------------------------------------------------------------------------------- the recipes
-def _ser_only() -> Recipe:
-    return Recipe(name="ser_only", weights={"ser": 1.0})
+def _named(base: Recipe, name: str, weights: Mapping[str, float] | None = None, **changes: Any) -> Recipe:
+    return replace(base, name=name, weights={**base.weights, **(weights or {})}, **changes)
 
 
-def _coral_only() -> Recipe:
-    return Recipe(name="coral_only", router=False, weights={"ser": 1.0, "coral": 0.1})
+def _baselines() -> list[Recipe]:
+    paper = paper_recipe()
+    return [
+        paper,
+        Recipe(name="ser_only", weights={"ser": 1.0}),
+        Recipe(name="coral_only", router=False, weights={"ser": 1.0, "coral": 0.1}),
+        Recipe(name="shared_head", router=False, weights={"ser": 1.0, "speaker": 0.5}),
+    ]
 
 
-def _shared_head() -> Recipe:
-    return Recipe(name="shared_head", router=False, weights={"ser": 1.0, "speaker": 0.5})
-
-
-def _dsbn() -> Recipe:
-    return replace(paper_recipe(), name="dsbn", normalization="domain_specific")
-
-
-def _dsbn_mean() -> Recipe:
-    return replace(_dsbn(), name="dsbn+mean_layers", layer_pooling="mean")
-
-
-def _dsbn_learned() -> Recipe:
-    return replace(_dsbn(), name="dsbn+learned_layers", layer_pooling="learned")
-
-
-def _coral_standardized() -> Recipe:
-    return replace(_dsbn_learned(), name="dsbn+learned+coral_std", coral_input="standardized_z_emo",
-                   coral_covariance="running").with_weights("dsbn+learned+coral_std", coral=1.0)
-
-
-def _tamed_adversary() -> Recipe:
-    return replace(_coral_standardized(), grl_max=0.3, grl_gamma=5.0).with_weights("…+tamed_adv", adversary=0.1)
-
-
-def _confusion_adversary() -> Recipe:
-    return replace(_coral_standardized(), adversary="confusion").with_weights("…+confusion_adv", adversary=0.1)
-
-
-def _im() -> Recipe:
-    return _tamed_adversary().with_weights("…+tamed_adv+im", im=0.3)
-
-
-def _mcc() -> Recipe:
-    return _tamed_adversary().with_weights("…+tamed_adv+mcc", mcc=0.3)
-
-
-def _warmup() -> Recipe:
-    return replace(_im(), name="…+tamed_adv+im+warmup", auxiliary_warmup=0.3)
-
-
-def _paper_optimizer() -> Recipe:
-    return replace(paper_recipe(), name="paper+paper_optimizer", learning_rate=1e-4, weight_decay=0.01, warmup_ratio=0.1)
-
-
-RECIPES = {
-    recipe().name: recipe
-    for recipe in (
-        paper_recipe, _ser_only, _coral_only, _shared_head, _dsbn, _dsbn_mean, _dsbn_learned, _coral_standardized,
-        _tamed_adversary, _confusion_adversary, _im, _mcc, _warmup, _paper_optimizer,
+def cross_corpus_recipe() -> Recipe:
+    """The screening counterpart of `presets.CROSS_CORPUS_RECIPE` (the default `full`): all-layer pooling, DSBN,
+    scale-free CORAL on the pre-gate emotion stream with a running target covariance at weight 1, a tamed adversary
+    (weight 0.1, GRL capped at 0.3, γ = 5)."""
+    return _named(
+        paper_recipe(), "full", {"coral": 1.0, "adversary": 0.1}, layer_pooling="mean", normalization="domain_specific",
+        coral_input="standardized_z_emo", coral_covariance="running", grl_max=0.3, grl_gamma=5.0,
     )
-}
+
+
+def _option_chain() -> list[Recipe]:
+    """The options of the method issue, added one at a time from the paper's recipe to `full`, then the target-side
+    objectives, warm-up, the gate scale and the paper's optimiser on top."""
+    paper, ser_only, coral_only = _baselines()[:3]
+    mean = _named(paper, "paper+mean_layers", layer_pooling="mean")
+    dsbn = _named(mean, "paper+mean_layers+dsbn", normalization="domain_specific")
+    coral = _named(dsbn, "paper+mean_layers+dsbn+coral_std_running", {"coral": 1.0}, coral_input="standardized_z_emo",
+                   coral_covariance="running")
+    full = cross_corpus_recipe()
+    return [
+        _named(ser_only, "ser_only+mean_layers", layer_pooling="mean"),
+        _named(coral_only, "coral_only+mean_layers", layer_pooling="mean"),
+        _named(paper, "paper+learned_layers", layer_pooling="learned"),
+        mean, dsbn, coral, full,
+        _named(full, "full+confusion_adversary", adversary="confusion"),
+        _named(full, "full-adversary", {"adversary": 0.0}),
+        _named(full, "full+im0.3", {"im": 0.3}),
+        _named(full, "full+mcc0.3", {"mcc": 0.3}),
+        _named(full, "full+im0.3+warmup0.3", {"im": 0.3}, auxiliary_warmup=0.3),
+        _named(full, "full+warmup0.3", auxiliary_warmup=0.3),
+        _named(full, "full+gate_scale3", gate_scale=3.0),
+        _named(full, "full+per_dimension", per_dimension=True),
+        _named(paper, "paper+paper_optimizer", learning_rate=1e-4, weight_decay=0.01, warmup_ratio=0.1),
+        _named(full, "full+paper_optimizer", learning_rate=1e-4, weight_decay=0.01, warmup_ratio=0.1),
+    ]
+
+
+def sensitivity_grid(base: Recipe | None = None, coral: tuple[float, ...] = (0.1, 1.0, 10.0),
+                     adversary: tuple[float, ...] = (0.05, 0.2, 0.5)) -> list[Recipe]:
+    """λ_CORAL × λ_adversary around `base` (default `full`), the paper's future-work sensitivity study."""
+    base = base or cross_corpus_recipe()
+    return [_named(base, f"{base.name}|coral={c:g}|adversary={a:g}", {"coral": c, "adversary": a})
+            for c in coral for a in adversary]
+
+
+RECIPES: dict[str, Recipe] = {recipe.name: recipe for recipe in [*_baselines(), *_option_chain()]}

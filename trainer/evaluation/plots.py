@@ -351,6 +351,48 @@ def plot_training_curves(
     return _save(fig, output_path)
 
 
+def plot_training_diagnostics(
+    log_history: Sequence[Mapping[str, Any]],
+    output_path: PathLike,
+    *,
+    adversary_chance: float | None = None,
+    title: str | None = None,
+) -> Path:
+    """The method's training diagnostics over steps (keys `CTriLoRATrainer` logs): mean router gate per factor
+    (``gate_lex``, ``gate_emo``, ``gate_spk``), the adversary's speaker accuracy against chance, and the CORAL/SER
+    gradient-norm ratio (log scale). Panels without logged values are left out.
+
+    Returns:
+        ``Path(output_path)``.
+    """
+    train = [(e.get("step", i), e) for i, e in enumerate(log_history) if "loss" in e and "eval_loss" not in e]
+    panels = [
+        ("router gates", [k for k in ("gate_lex", "gate_emo", "gate_spk") if any(k in e for _, e in train)]),
+        ("adversary speaker accuracy", [k for k in ("adversary_accuracy",) if any(k in e for _, e in train)]),
+        ("CORAL / SER gradient norm", [k for k in ("coral_ser_grad_ratio",) if any(k in e for _, e in train)]),
+    ]
+    panels = [(name, keys) for name, keys in panels if keys]
+    if not panels:
+        raise ValueError("`log_history` holds no training diagnostics (gate_*, adversary_accuracy, coral_ser_grad_ratio)")
+    fig = _new_figure(8, 2.6 * len(panels))
+    for index, (name, keys) in enumerate(panels, start=1):
+        ax = fig.add_subplot(len(panels), 1, index)
+        for key in keys:
+            points = [(step, e[key]) for step, e in train if key in e]
+            ax.plot([p[0] for p in points], [p[1] for p in points], marker=".", label=key)
+        if keys == ["adversary_accuracy"] and adversary_chance:
+            ax.axhline(adversary_chance, color="grey", linestyle="--", label="chance")
+        if keys == ["coral_ser_grad_ratio"]:
+            ax.set_yscale("log")
+            ax.axhline(1.0, color="grey", linestyle="--", label="equal")
+        ax.set_ylabel(name)
+        ax.legend(fontsize=8)
+    fig.axes[-1].set_xlabel("step")
+    if title:
+        fig.suptitle(title)
+    return _save(fig, output_path)
+
+
 def _mean_sd(value: float | Sequence[float]) -> tuple[float, float]:
     values = np.atleast_1d(np.asarray(value, dtype=float))
     if len(values) == 0:
@@ -507,5 +549,6 @@ __all__ = [
     "plot_pvalue_heatmap",
     "plot_reliability_diagram",
     "plot_training_curves",
+    "plot_training_diagnostics",
     "plot_tsne",
 ]
