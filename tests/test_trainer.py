@@ -14,6 +14,7 @@ import torch
 from transformers import AutoFeatureExtractor, WhisperFeatureExtractor
 
 from conftest_data import make_csv_corpus
+from hub_cards import RunFolder, build_model_card, load_results
 from modeling_ctrilora import WhisperForTriLoRA
 from modeling_ctrilora.presets import LOGGED_LOSS_TERMS
 from trainer import CTriLoRATrainer, CTriLoRATrainingArguments
@@ -132,6 +133,15 @@ def test_training_script_end_to_end(corpora, tiny_whisper_dir, tmp_path, monkeyp
     for plot in on_disk["plots"].values():
         assert (run / "evaluation" / plot).stat().st_size > 1000
     assert isinstance(AutoFeatureExtractor.from_pretrained(run), WhisperFeatureExtractor)
+    folder = RunFolder(run)
+    for path in (folder.config, folder.weights, folder.run_arguments, folder.source_splits, folder.target_splits,
+                 folder.trainer_state, folder.evaluation.results, folder.evaluation.report, folder.evaluation.predictions):
+        assert path.is_file(), path
+    # The model card reads per-class F1 where the evaluation wrote it.
+    card = build_model_card(load_results(folder.evaluation.results, complete=True)).text
+    for name, f1 in on_disk["cross_corpus"]["per_class"]["f1"].items():
+        assert f"| {name} | {100 * on_disk['in_domain']['per_class']['f1'][name]:.1f} %" in card
+        assert f"| {100 * f1:.1f} % | {100 * on_disk['cross_corpus']['per_class']['recall'][name]:.1f} % |" in card
 
 
 def accelerate_launch(processes: int) -> list[str]:

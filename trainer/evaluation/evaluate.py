@@ -1,22 +1,8 @@
 """Cross-corpus evaluation of a trained `WhisperForTriLoRA`: predictions → `results.json`, `report.md` and plots.
 
-`results.json` schema (version 1; every number in `report.md` is rendered from this dict):
+`results.json`'s schema, its version and its writer are `hub_cards.results`; every number in `report.md` is rendered
+from that dict, and the folder's file names are `hub_cards.run_folder.EvaluationFolder`'s.
 
-```
-{"schema_version": 1,
- "model": {"base_model", "preset", "trainable_fraction", "checkpoint", "target_statistics_clips"},
- "emotions": [class names evaluated — the classes both corpora share],
- "corpora": {"source": {"name", "language", "n_test"}, "target": {"name", "language", "n_test"}},
- "protocol": {"source_split", "transductive", "seed"},
- "in_domain" / "cross_corpus": {"uar", "macro_f1", "accuracy", "per_class": {"f1": {cls: v}, "recall": {cls: v}},
-                                "confusion_matrix": [[int]], "labels": [cls], "n"},
- "asr": {"in_domain": {"wer", "cer", "n"}, "cross_corpus": {...}}            (when transcripts were decoded),
- "calibration": {"temperatures": {"in_domain", "target_adaptive"},
-                 "ece": {"in_domain": {"raw", "in_domain_T", "adaptive_T"}, "cross_corpus": {...}},
-                 "discriminator_auc"},
- "comparisons": {"mcnemar": [{"a", "b", "split", "statistic", "p_value", "n", "method"}]},
- "plots": {name: file name relative to the run folder}}
-```
 Temperatures are fitted on source validation (in-domain) and, for the target, from *unlabeled* target adaptation
 clips by importance-weighted temperature scaling (`trainer.evaluation.calibration.fit_adaptive_temperature`); target labels
 are used only to measure ECE. ECE is measured on the test splits. With a pooled standardisation, the target splits
@@ -39,6 +25,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from hub_cards.results import SCHEMA_VERSION, write_results
+from hub_cards.run_folder import EvaluationFolder
+
 from .calibration import expected_calibration_error, fit_adaptive_temperature, fit_temperature, softmax_with_temperature
 from .metrics import asr_error_rates, classification_report_dict
 from .plots import (
@@ -49,8 +38,6 @@ from .plots import (
     plot_tsne,
 )
 from .significance import mcnemar
-
-SCHEMA_VERSION = 1
 
 
 @dataclass
@@ -281,14 +268,12 @@ def render_report(results: Mapping[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_results(results: Mapping[str, Any], out_dir: str | os.PathLike) -> tuple[Path, Path]:
-    """Write `results.json` and `report.md` into `out_dir`; returns both paths."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    results_path, report_path = out / "results.json", out / "report.md"
-    results_path.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    report_path.write_text(render_report(results), encoding="utf-8")
-    return results_path, report_path
+def write_results_and_report(results: Mapping[str, Any], out_dir: str | os.PathLike) -> tuple[Path, Path]:
+    """Write `results.json` (checked against the schema) and `report.md` into `out_dir`; returns both paths."""
+    folder = EvaluationFolder(out_dir)
+    write_results(results, folder.results)
+    folder.report.write_text(render_report(results), encoding="utf-8")
+    return folder.results, folder.report
 
 
 def write_plots(
@@ -441,8 +426,8 @@ def write_report_from_predictions(
     Returns:
         The results dict, as written.
     """
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = EvaluationFolder(out_dir)
+    out.path.mkdir(parents=True, exist_ok=True)
     id2label = data.id2label
     calibration = calibration_section(
         predictions["source_validation"], predictions["source_test"], predictions["target_test"], predictions["target_adaptation"]
@@ -464,25 +449,24 @@ def write_report_from_predictions(
     if any(asr.values()):
         results["asr"] = asr
     per_clip = {split: predictions[split].to_json(id2label) for split in ("source_test", "target_test")}
-    (out / "predictions.json").write_text(json.dumps(per_clip, ensure_ascii=False) + "\n", encoding="utf-8")
+    out.predictions.write_text(json.dumps(per_clip, ensure_ascii=False) + "\n", encoding="utf-8")
     comparisons = []
     for name, folder in (compare_with or {}).items():
-        theirs = json.loads((Path(folder) / "predictions.json").read_text(encoding="utf-8"))
+        theirs = json.loads(EvaluationFolder(folder).predictions.read_text(encoding="utf-8"))
         for key, split in (("in_domain", "source_test"), ("cross_corpus", "target_test")):
             comparisons.append(mcnemar_against(per_clip[split], theirs[split], model_info["preset"], name, key))
     if comparisons:
         results["comparisons"] = {"mcnemar": comparisons}
-    results["plots"] = write_plots(results, predictions, calibration["temperatures"], out, log_history)
+    results["plots"] = write_plots(results, predictions, calibration["temperatures"], out.path, log_history)
     results.update(extra or {})
     if started is not None:
         results["wall_time_s"] = round(time.perf_counter() - started, 3)
-    write_results(results, out)
+    write_results_and_report(results, out)
     return results
 
 
 __all__ = [
     "Predictions",
-    "SCHEMA_VERSION",
     "asr_section",
     "calibration_section",
     "classification_section",
@@ -493,5 +477,5 @@ __all__ = [
     "render_report",
     "write_plots",
     "write_report_from_predictions",
-    "write_results",
+    "write_results_and_report",
 ]
