@@ -26,7 +26,7 @@ import torch
 from hub_cards.run_folder import EvaluationFolder, RunFolder
 from modeling_ctrilora import WhisperForTriLoRA
 from trainer.evaluation.evaluate import evaluate_experiment
-from trainer.run import prepare_data, read_run_arguments
+from trainer.run import prepare_data, protocol, read_run_arguments
 
 logger = logging.getLogger("evaluate_ctrilora")
 
@@ -64,8 +64,8 @@ def main(argv: list[str] | None = None) -> dict:
         compare[name] = folder
     data_args, base_model = read_run_arguments(run.root)
     model = WhisperForTriLoRA.from_pretrained(run.root).eval()
-    protocol = json.loads(run.source_splits.read_text(encoding="utf-8")).get("metadata", {})
-    data = prepare_data(data_args, base_model, run.root, protocol.get("seed", 0), padding=model.config.input_padding)
+    seed = json.loads(run.source_splits.read_text(encoding="utf-8")).get("metadata", {}).get("seed", 0)
+    data = prepare_data(data_args, base_model, run.root, seed, padding=model.config.input_padding)
     if data.classes != [model.config.id2label[index] for index in sorted(model.config.id2label)]:
         raise SystemExit(f"the corpora's shared classes {data.classes} differ from the checkpoint's {model.config.id2label}")
     transcriber = None
@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> dict:
     with torch.autocast(device_type=model.device.type, dtype=torch.bfloat16, enabled=args.bf16):
         results = evaluate_experiment(
             model, data, evaluation,
-            protocol={key: protocol.get(key) for key in ("source_split", "transductive", "seed")},
+            protocol=protocol(data_args, seed),
             log_history=log_history, compare_with=compare, transcriber=transcriber, batch_size=args.batch_size,
             store_temperatures=not args.no_store_temperatures, target_statistics=not args.no_target_statistics,
         )

@@ -31,7 +31,7 @@ from trainer import CTriLoRATrainer, CTriLoRATrainingArguments
 from trainer.data.sampler import PairAwareBatchSampler
 from trainer.evaluation.evaluate import evaluate_experiment
 from trainer.evaluation.metrics import compute_metrics_fn
-from trainer.run import DataArguments, prepare_data, resolve_base_model, write_run_arguments
+from trainer.run import DataArguments, prepare_data, protocol, resolve_base_model, write_run_arguments
 
 logger = logging.getLogger("train_ctrilora")
 
@@ -138,11 +138,10 @@ def main(argv: list[str] | None = None) -> dict:
 
     results = {}
     if trainer.is_world_process_zero():
-        protocol = {"source_split": data_args.source_split, "transductive": data_args.transductive, "seed": training_args.seed}
         evaluation = RunFolder(training_args.output_dir).evaluation
         results = evaluate_experiment(
             trainer.model, data, evaluation,
-            protocol=protocol, log_history=trainer.state.log_history, batch_size=training_args.per_device_eval_batch_size,
+            protocol=protocol(data_args, training_args.seed), log_history=trainer.state.log_history, batch_size=training_args.per_device_eval_batch_size,
         )
         # Saved after evaluation so the config carries the fitted temperatures.
         trainer.save_model(training_args.output_dir)

@@ -11,7 +11,8 @@ Schema (version 1)::
                "target_statistics_clips"},               # optional: clips of the target statistics (AdaBN); null: unused
      "emotions": [class names evaluated — the classes both corpora share],
      "corpora": {"source": {"name", "language", "n_test"}, "target": {"name", "language", "n_test"}},
-     "protocol": {"seed", "source_split", "transductive", …},
+     "protocol": {"seed", "source_split", "transductive", …},   # trainer.run.protocol: the seed and every data
+                                                                # argument that decides the splits
      "in_domain" / "cross_corpus": {"uar", "macro_f1", "accuracy", "per_class": {"f1": {cls: v}, "recall": {cls: v}},
                                     "confusion_matrix": [[int]], "labels": [cls], "n"},
      "calibration": {"temperatures": {"in_domain", "target_adaptive"},

@@ -69,6 +69,17 @@ class DataArguments:
         return self.source is None
 
 
+# The DataArguments fields that say where the corpora are and which language they speak (results.json records the
+# corpora in their own section). Every other field, present or added later, decides which clips land in which split.
+CORPUS_FIELDS = ("source", "target", "source_language", "target_language", "demo_dir")
+
+
+def protocol(data_args: DataArguments, seed: int) -> dict[str, Any]:
+    """A run's protocol: its seed and every data argument that decides the splits (`results.json`'s "protocol" and
+    the split files' metadata)."""
+    return {"seed": seed, **{name: value for name, value in asdict(data_args).items() if name not in CORPUS_FIELDS}}
+
+
 @dataclass
 class ExperimentData:
     """Everything a run needs about its data.
@@ -186,7 +197,7 @@ def prepare_data(data_args: DataArguments, base_model: str, run_dir: str | os.Pa
             logger.info("%s: left out rows of classes outside the shared set: %s", role, removed)
     languages = {role: _language(loaded[role], getattr(data_args, f"{role}_language"), role) for role in loaded}
     names = {role: loaded[role][0]["corpus"] for role in loaded}
-    metadata = {"seed": seed, **asdict(data_args)}
+    metadata = protocol(data_args, seed)
     make_source = (stratified_split if data_args.source_split == "stratified" else speaker_independent_split)
     source_splits = _splits(loaded["source"], run.source_splits, lambda: make_source(loaded["source"], seed), metadata)
     target_splits = _splits(
@@ -218,6 +229,7 @@ __all__ = [
     "DataArguments",
     "ExperimentData",
     "prepare_data",
+    "protocol",
     "read_run_arguments",
     "resolve_base_model",
     "resolve_corpora",

@@ -23,7 +23,7 @@ Example:
     >>> from trainer.evaluation.baselines import run_frozen_probe
     >>> data = prepare_data(DataArguments(source=src, target=tgt), base, "runs/probe", seed=0)  # doctest: +SKIP
     >>> results = run_frozen_probe(data, base, "runs/probe", preset="frozen_probe_coral",
-    ...                            protocol={"source_split": "stratified", "transductive": False, "seed": 0})  # doctest: +SKIP
+    ...                            protocol=protocol(data_args, seed=0))  # doctest: +SKIP
     >>> results["cross_corpus"]["macro_f1"]  # doctest: +SKIP
 """
 
@@ -408,7 +408,7 @@ def run_frozen_probe(
         data: `ExperimentData` from `prepare_data(..., run_dir=output_dir, seed=seed)`.
         base_model: the Whisper checkpoint the data was featurised for.
         preset: "frozen_probe" or "frozen_probe_coral".
-        protocol: {"source_split", "transductive", "seed"} for the report.
+        protocol: `trainer.run.protocol(data_args, seed)`, for the results and the report.
         c_grid, coral_regularizer: see :func:`fit_frozen_probe`.
         started: `time.perf_counter()` at the start of the run (data preparation included); default: now.
 

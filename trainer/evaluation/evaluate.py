@@ -334,7 +334,7 @@ def evaluate_experiment(
 
     Args:
         out_dir: gets `results.json`, `report.md`, `predictions.json` (per clip, for McNemar) and the PNGs.
-        protocol: `{"source_split", "transductive", "seed"}` for the report.
+        protocol: `trainer.run.protocol(data_args, seed)` (the seed and the data arguments that decide the splits).
         log_history: `trainer.state.log_history`, for the training-curve plot.
         compare_with: `{name: another evaluation folder}` — McNemar of this model vs each on the same clips.
         transcriber: batch → decoded transcripts, for WER/CER of the ASR head.
@@ -417,7 +417,7 @@ def write_report_from_predictions(
         predictions: `Predictions` for "source_validation", "source_test", "target_adaptation", "target_test".
         data: the run's `trainer.run.ExperimentData`.
         model_info: the results' "model" section ({"base_model", "preset", "trainable_fraction", "checkpoint"}).
-        protocol: {"source_split", "transductive", "seed"}.
+        protocol: `trainer.run.protocol(data_args, seed)`.
         log_history / compare_with: as for `evaluate_experiment`.
         extra: more top-level keys for `results.json` (e.g. a probe's settings).
         started: `time.perf_counter()` at the start of the run; when given, `wall_time_s` (up to the moment the
