@@ -38,11 +38,22 @@ from huggingface_hub.constants import CONFIG_NAME, REPOCARD_NAME, SAFETENSORS_SI
 RESULTS_FILE = "results.json"
 
 
+class _In:
+    """A path inside a folder: on an instance, `<the folder>/<name>`."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def __get__(self, folder: os.PathLike | None, owner: type | None = None) -> Path | _In:
+        return self if folder is None else Path(os.fspath(folder)) / self.name
+
+
 @dataclass(frozen=True)
 class EvaluationFolder:
     """An evaluation's output folder (`evaluate_experiment`'s `out_dir`; `<run>/evaluation` by default)."""
 
     path: Path
+    results, report, predictions = _In(RESULTS_FILE), _In("report.md"), _In("predictions.json")
 
     def __post_init__(self):
         object.__setattr__(self, "path", Path(self.path))
@@ -50,24 +61,17 @@ class EvaluationFolder:
     def __fspath__(self) -> str:
         return os.fspath(self.path)
 
-    @property
-    def results(self) -> Path:
-        return self.path / RESULTS_FILE
-
-    @property
-    def report(self) -> Path:
-        return self.path / "report.md"
-
-    @property
-    def predictions(self) -> Path:
-        return self.path / "predictions.json"
-
 
 @dataclass(frozen=True)
 class RunFolder:
     """Every path of one run (layout in the module docstring). `os.fspath(run)` is its root."""
 
     root: Path
+    config, weights = _In(CONFIG_NAME), _In(SAFETENSORS_SINGLE_FILE)  # the model (`save_pretrained`)
+    run_arguments = _In("run_arguments.json")
+    source_splits, target_splits = _In("source_splits.json"), _In("target_splits.json")
+    trainer_state, wall_time = _In("trainer_state.json"), _In("wall_time.json")
+    model_card, card_results, card_plots = _In(REPOCARD_NAME), _In(RESULTS_FILE), _In("plots")  # for the Hub
 
     def __post_init__(self):
         object.__setattr__(self, "root", Path(self.root))
@@ -75,58 +79,13 @@ class RunFolder:
     def __fspath__(self) -> str:
         return os.fspath(self.root)
 
-    # The model (written by `save_pretrained`).
-    @property
-    def config(self) -> Path:
-        return self.root / CONFIG_NAME
-
-    @property
-    def weights(self) -> Path:
-        return self.root / SAFETENSORS_SINGLE_FILE
-
-    # The data of the run.
-    @property
-    def run_arguments(self) -> Path:
-        return self.root / "run_arguments.json"
-
-    @property
-    def source_splits(self) -> Path:
-        return self.root / "source_splits.json"
-
-    @property
-    def target_splits(self) -> Path:
-        return self.root / "target_splits.json"
-
-    # Training.
-    @property
-    def trainer_state(self) -> Path:
-        return self.root / "trainer_state.json"
-
-    @property
-    def wall_time(self) -> Path:
-        return self.root / "wall_time.json"
-
-    @property
-    def log(self) -> Path:
-        return self.root.parent / f"{self.root.name}.log"
-
-    # Evaluation.
     @property
     def evaluation(self) -> EvaluationFolder:
         return EvaluationFolder(self.root / "evaluation")
 
-    # What the Hub receives beside the model.
     @property
-    def model_card(self) -> Path:
-        return self.root / REPOCARD_NAME
-
-    @property
-    def card_results(self) -> Path:
-        return self.root / RESULTS_FILE
-
-    @property
-    def card_plots(self) -> Path:
-        return self.root / "plots"
+    def log(self) -> Path:
+        return self.root.parent / f"{self.root.name}.log"
 
 
 __all__ = ["EvaluationFolder", "RunFolder"]
