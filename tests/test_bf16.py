@@ -138,6 +138,7 @@ def test_bf16_training_autocasts_the_forward_keeps_fp32_weights_and_evaluates(
     assert "bf16 would be slower than fp32 here" in caplog.text
 
     seen = []  # (autocast on, autocast dtype, z_emo dtype, CORAL dtype) per training forward, inside the forward
+    evaluation_autocast = []  # autocast on, per evaluation forward
     original = WhisperForTriLoRA.forward
 
     def recording(self, *args, **kwargs):
@@ -145,6 +146,8 @@ def test_bf16_training_autocasts_the_forward_keeps_fp32_weights_and_evaluates(
         if self.training:
             seen.append((torch.is_autocast_enabled("cpu"), torch.get_autocast_dtype("cpu"),
                          output.z_emo.dtype, output.coral_loss.dtype))
+        else:
+            evaluation_autocast.append(torch.is_autocast_enabled("cpu"))
         return output
 
     monkeypatch.setattr(WhisperForTriLoRA, "forward", recording)  # before train(), which wraps it in autocast
@@ -164,7 +167,8 @@ def test_bf16_training_autocasts_the_forward_keeps_fp32_weights_and_evaluates(
     for entry in logged:
         assert math.isfinite(entry["loss"]) and all(math.isfinite(entry[key]) for key in LOGGED_LOSS_TERMS)
 
-    # Evaluation after training: the Trainer's own (under the same autocast) and the cross-corpus code path.
+    # Evaluation after training: the Trainer's own and the cross-corpus code path (`evaluate_experiment`'s), both
+    # under the same autocast (accelerate wrapped the model's forward), the target statistics in fp32.
     metrics = trainer.evaluate()
     assert math.isfinite(metrics["eval_loss"]) and 0 <= metrics["eval_macro_f1"] <= 1
     model.eval()
@@ -175,6 +179,7 @@ def test_bf16_training_autocasts_the_forward_keeps_fp32_weights_and_evaluates(
     predictions = collect_predictions(model, data.target["test"], data.collator, batch_size=8, domain="target")
     assert predictions.logits.dtype == np.float32 and np.isfinite(predictions.logits).all()
     assert len(predictions.clip_ids) == len(data.target["test"])
+    assert evaluation_autocast and all(evaluation_autocast)
 
 
 def test_training_script_with_bf16_trains_and_evaluates(corpora, tiny_whisper_dir, tmp_path, monkeypatch):
