@@ -59,12 +59,12 @@ def main(argv: list[str] | None = None) -> None:
     )
     data = prepare_data(data_args, args.base_model, args.run_dir, args.split_seed)
     screening = load_screening_data(data, args.base_model)
-    recipes: list[Recipe] = [RECIPES[name]() for name in args.recipes]
+    unknown = [name for name in args.recipes if name not in RECIPES]
+    if unknown:
+        parser.error(f"unknown recipes {unknown}; expected names from {', '.join(RECIPES)}")
+    recipes: list[Recipe] = [RECIPES[name] for name in args.recipes]
     if args.sensitivity:
-        base = RECIPES[args.sensitivity_base]()
-        for coral in (0.1, 1.0, 10.0):
-            for adversary in (0.05, 0.2, 0.5):
-                recipes.append(base.with_weights(f"{base.name}|coral={coral:g}|adv={adversary:g}", coral=coral, adversary=adversary))
+        recipes.extend(sensitivity_grid(RECIPES[args.sensitivity_base]))
     recipes = [
         replace(recipe, name=recipe.name + args.tag, epochs=args.epochs or recipe.epochs,
                 learning_rate=recipe.learning_rate * args.learning_rate_scale)

@@ -7,7 +7,7 @@
 
 The run's own data arguments (`run_arguments.json`) and split files are re-used, so the clips are exactly those
 the run was trained and tested on. Writes `<checkpoint>/evaluation/` (or `--output_dir`): `results.json` (schema in
-`trainer/evaluation/evaluate.py`), `report.md` rendered from it, `predictions.json` (per clip, for McNemar between
+`hub_cards/results.py`), `report.md` rendered from it, `predictions.json` (per clip, for McNemar between
 runs) and the PNGs. The fitted temperatures (in-domain, target-adaptive) and, with a pooled standardisation, the
 pooled-state statistics of the unlabeled target adaptation clips (AdaBN) are saved into the checkpoint, where
 `predict_emotion` and the pipeline apply them (`domain="target"`).
@@ -19,14 +19,14 @@ import argparse
 import json
 import logging
 import time
-from pathlib import Path
 
 import torch
 
 
+from hub_cards.run_folder import EvaluationFolder, RunFolder
 from modeling_ctrilora import WhisperForTriLoRA
 from trainer.evaluation.evaluate import evaluate_experiment
-from trainer.run import prepare_data, read_run_arguments
+from trainer.run import prepare_data, protocol, read_run_arguments
 
 logger = logging.getLogger("evaluate_ctrilora")
 
@@ -55,17 +55,17 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> dict:
     args = parse_arguments(argv)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
-    checkpoint = Path(args.checkpoint)
+    run = RunFolder(args.checkpoint)
     compare = {}
     for item in args.compare:
         name, separator, folder = item.partition("=")
-        if not separator or not (Path(folder) / "predictions.json").is_file():
+        if not separator or not EvaluationFolder(folder).predictions.is_file():
             raise SystemExit(f"--compare {item!r}: expected NAME=FOLDER with a predictions.json inside")
         compare[name] = folder
-    data_args, base_model = read_run_arguments(checkpoint)
-    model = WhisperForTriLoRA.from_pretrained(checkpoint).eval()
-    protocol = json.loads((checkpoint / "source_splits.json").read_text(encoding="utf-8")).get("metadata", {})
-    data = prepare_data(data_args, base_model, checkpoint, protocol.get("seed", 0), padding=model.config.input_padding)
+    data_args, base_model = read_run_arguments(run.root)
+    model = WhisperForTriLoRA.from_pretrained(run.root).eval()
+    seed = json.loads(run.source_splits.read_text(encoding="utf-8")).get("metadata", {}).get("seed", 0)
+    data = prepare_data(data_args, base_model, run.root, seed, padding=model.config.input_padding)
     if data.classes != [model.config.id2label[index] for index in sorted(model.config.id2label)]:
         raise SystemExit(f"the corpora's shared classes {data.classes} differ from the checkpoint's {model.config.id2label}")
     transcriber = None
@@ -76,21 +76,21 @@ def main(argv: list[str] | None = None) -> dict:
         transcriber = lambda batch: transcribe(  # noqa: E731 — a one-line closure over the model and tokenizer
             model, batch["input_features"], batch["attention_mask"], data.tokenizer, language=language
         )
-    state_path = checkpoint / "trainer_state.json"
-    log_history = json.loads(state_path.read_text())["log_history"] if state_path.is_file() else None
+    log_history = json.loads(run.trainer_state.read_text())["log_history"] if run.trainer_state.is_file() else None
+    evaluation = EvaluationFolder(args.output_dir) if args.output_dir else run.evaluation
     start = time.perf_counter()
     with torch.autocast(device_type=model.device.type, dtype=torch.bfloat16, enabled=args.bf16):
         results = evaluate_experiment(
-            model, data, args.output_dir or checkpoint / "evaluation",
-            protocol={key: protocol.get(key) for key in ("source_split", "transductive", "seed")},
+            model, data, evaluation,
+            protocol=protocol(data_args, seed),
             log_history=log_history, compare_with=compare, transcriber=transcriber, batch_size=args.batch_size,
             store_temperatures=not args.no_store_temperatures, target_statistics=not args.no_target_statistics,
         )
     logger.info("evaluation took %.1f s%s", time.perf_counter() - start, " (bf16 autocast)" if args.bf16 else "")
     if not args.no_store_temperatures:
         # Weights too: the target statistics are buffers of the model.
-        model.save_pretrained(checkpoint)
-    logger.info("report: %s", Path(args.output_dir or checkpoint / "evaluation") / "report.md")
+        model.save_pretrained(run.root)
+    logger.info("report: %s", evaluation.report)
     return results
 
 

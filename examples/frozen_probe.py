@@ -28,7 +28,7 @@ from transformers import HfArgumentParser, set_seed
 
 
 from trainer.evaluation.baselines import run_frozen_probe
-from trainer.run import DataArguments, prepare_data, resolve_base_model
+from trainer.run import DataArguments, prepare_data, protocol, resolve_base_model
 
 logger = logging.getLogger("frozen_probe")
 
@@ -74,9 +74,8 @@ def main(argv: list[str] | None = None) -> dict:
         data.classes, *(len(data.source[s]) for s in ("train", "validation", "test")),
         *(len(data.target[s]) for s in ("adaptation", "test")),
     )
-    protocol = {"source_split": data_args.source_split, "transductive": data_args.transductive, "seed": probe_args.seed}
     return run_frozen_probe(
-        data, base_model, output_dir, preset=probe_args.preset, protocol=protocol, seed=probe_args.seed,
+        data, base_model, output_dir, preset=probe_args.preset, protocol=protocol(data_args, probe_args.seed), seed=probe_args.seed,
         batch_size=probe_args.batch_size, started=started,
     )
 

@@ -54,7 +54,7 @@ def parse_arguments(argv: list[str] | None = None) -> tuple[argparse.Namespace, 
 
 def run_command(args: argparse.Namespace, preset: str, seed: int, train_extra: list[str]) -> list[str]:
     common = [item for option in DATA_OPTIONS if getattr(args, option) for item in (f"--{option}", getattr(args, option))]
-    common += ["--seed", str(seed), "--output_dir", str(run_folder(args.output_dir, preset, seed))]
+    common += ["--seed", str(seed), "--output_dir", str(run_folder(args.output_dir, preset, seed).root)]
     common += ["--transductive"] if args.transductive else []
     if preset in BASELINES:
         return [sys.executable, str(REPO / "examples" / "frozen_probe.py"), *common, *(["--coral"] if preset.endswith("coral") else [])]
@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> dict:
     root = Path(args.output_dir)
     root.mkdir(parents=True, exist_ok=True)
     pending = [(preset, seed) for preset in args.presets for seed in args.seeds
-               if not (run_folder(root, preset, seed) / "evaluation" / "results.json").is_file()]
+               if not run_folder(root, preset, seed).evaluation.results.is_file()]
     if args.report_only:
         if pending:
             print(f"--report_only: {len(pending)} of the requested runs have no results and are left out: "
@@ -75,8 +75,8 @@ def main(argv: list[str] | None = None) -> dict:
     failures: dict[str, str] = {}
     for preset, seed in tqdm(pending, desc="ablation runs", unit="run"):
         folder = run_folder(root, preset, seed)
-        folder.mkdir(parents=True, exist_ok=True)
-        log_path = folder.parent / f"seed-{seed}.log"
+        folder.root.mkdir(parents=True, exist_ok=True)
+        log_path = folder.log
         start = time.time()
         with open(log_path, "w", encoding="utf-8") as log:
             completed = subprocess.run(run_command(args, preset, seed, train_extra), stdout=log, stderr=subprocess.STDOUT,
@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> dict:
             failures[f"{preset}/seed-{seed}"] = f"exit {completed.returncode} after {elapsed:.0f} s; log {log_path}: {' | '.join(tail)}"
             tqdm.write(f"FAILED {preset} seed {seed}: see {log_path}")
         else:
-            (folder / "wall_time.json").write_text(json.dumps({"seconds": elapsed}) + "\n", encoding="utf-8")
+            folder.wall_time.write_text(json.dumps({"seconds": elapsed}) + "\n", encoding="utf-8")
     runs = load_runs(root, args.presets, args.seeds)
     if not runs:
         raise SystemExit(f"no run finished; see the logs under {root}")

@@ -22,6 +22,7 @@ from transformers import WhisperProcessor
 
 from hub_cards.local_hub import serve_olah, stage_repository
 from hub_cards.push import save_pretrained_with_card
+from hub_cards.run_folder import RunFolder
 from modeling_ctrilora import WhisperForTriLoRA
 
 
@@ -36,13 +37,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    model_dir = Path(args.model_dir)
+    run = RunFolder(args.model_dir)
     root = Path(args.root or tempfile.mkdtemp(prefix="ctrilora-hub-"))
-    model = WhisperForTriLoRA.from_pretrained(model_dir)
-    results = model_dir / "evaluation" / "results.json"
+    model = WhisperForTriLoRA.from_pretrained(run.root)
+    results = run.evaluation.results
     export = root / "export"
     save_pretrained_with_card(
-        model, export, processor=WhisperProcessor.from_pretrained(model_dir),
+        model, export, processor=WhisperProcessor.from_pretrained(run.root),
         results=results if results.is_file() else None, repo_id=args.repo_id,
     )
     sha = stage_repository(export, root / "hub", args.repo_id)

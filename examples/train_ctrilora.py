@@ -17,7 +17,6 @@ channel as target): it checks the pipeline end to end, not emotion science.
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from dataclasses import dataclass, field
 
@@ -26,12 +25,13 @@ from accelerate import PartialState
 from transformers import HfArgumentParser, WhisperProcessor, set_seed
 
 
+from hub_cards.run_folder import RunFolder
 from modeling_ctrilora import WhisperForTriLoRA
 from trainer import CTriLoRATrainer, CTriLoRATrainingArguments
 from trainer.data.sampler import PairAwareBatchSampler
 from trainer.evaluation.evaluate import evaluate_experiment
 from trainer.evaluation.metrics import compute_metrics_fn
-from trainer.run import DataArguments, prepare_data, resolve_base_model, write_run_arguments
+from trainer.run import DataArguments, prepare_data, protocol, resolve_base_model, write_run_arguments
 
 logger = logging.getLogger("train_ctrilora")
 
@@ -158,10 +158,10 @@ def main(argv: list[str] | None = None) -> dict:
 
     results = {}
     if trainer.is_world_process_zero():
-        protocol = {"source_split": data_args.source_split, "transductive": data_args.transductive, "seed": training_args.seed}
+        evaluation = RunFolder(training_args.output_dir).evaluation
         results = evaluate_experiment(
-            trainer.model, data, os.path.join(training_args.output_dir, "evaluation"),
-            protocol=protocol, log_history=trainer.state.log_history, batch_size=training_args.per_device_eval_batch_size,
+            trainer.model, data, evaluation,
+            protocol=protocol(data_args, training_args.seed), log_history=trainer.state.log_history, batch_size=training_args.per_device_eval_batch_size,
         )
         # Saved after evaluation so the config carries the fitted temperatures.
         trainer.save_model(training_args.output_dir)
@@ -170,7 +170,7 @@ def main(argv: list[str] | None = None) -> dict:
             "in-domain UAR %.3f macro-F1 %.3f | cross-corpus UAR %.3f macro-F1 %.3f | report: %s",
             results["in_domain"]["uar"], results["in_domain"]["macro_f1"],
             results["cross_corpus"]["uar"], results["cross_corpus"]["macro_f1"],
-            os.path.join(training_args.output_dir, "evaluation", "report.md"),
+            evaluation.report,
         )
         if push_to_hub:
             from hub_cards.push import push_to_hub_with_card

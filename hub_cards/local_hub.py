@@ -38,6 +38,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
+from .run_folder import RunFolder
+
 MIRRORS_FOLDER = "mirrors"
 REPOS_FOLDER = "repos"
 COMMIT_MESSAGE = "Upload C-TriLoRA model, processor and model card"
@@ -75,7 +77,7 @@ def stage_repository(folder: str | os.PathLike, root: str | os.PathLike, repo_id
     if repo_id.count("/") != 1 or not all(repo_id.split("/")):
         raise ValueError(f"repo_id {repo_id!r}: expected ORG/NAME")
     folder, root = Path(folder), Path(root)
-    if not (folder / "config.json").is_file():
+    if not RunFolder(folder).config.is_file():
         raise FileNotFoundError(f"{folder} has no config.json; expected a saved model folder")
     repository = root / MIRRORS_FOLDER / "models" / repo_id
     if repository.exists():

@@ -1,28 +1,14 @@
 """Fill the C-TriLoRA model card from an evaluation run's `results.json`.
 
-The evaluation script writes one `results.json` per run (schema below, `schema_version` 1). `build_model_card` turns it
-into a `huggingface_hub.ModelCard`: YAML metadata the Hub indexes (`library_name`, `pipeline_tag`, tags, datasets,
-metrics, `base_model` and a `model-index` with one result per corpus — in-domain source test and cross-corpus target
-test — carrying UAR, macro-F1 and ECE) and a Markdown body rendered from `model_card_template.md` (Jinja): intended
-use, data and protocol, summary / per-class / confusion tables, calibration, limitations, usage, citation.
+The evaluation writes one `results.json` per run (its schema, version and `load_results`: `hub_cards.results`).
+`build_model_card` turns it into a `huggingface_hub.ModelCard`: YAML metadata the Hub indexes (`library_name`,
+`pipeline_tag`, tags, datasets, metrics, `base_model` and a `model-index` with one result per corpus — in-domain
+source test and cross-corpus target test — carrying UAR, macro-F1 and ECE) and a Markdown body rendered from
+`model_card_template.md` (Jinja): intended use, data and protocol, summary / per-class / confusion tables,
+calibration, limitations, usage, citation.
 
 Every section except `model` may be missing (an in-domain-only run, a run without ASR or calibration): the card then
 leaves that part out rather than failing. Numbers are fractions in `results.json` and shown as percentages in the body.
-
-Schema (version 1)::
-
-    {"schema_version": 1,
-     "model": {"base_model": str, "preset": str, "trainable_fraction": float, "checkpoint": str},
-     "emotions": [str, ...],
-     "corpora": {"source": {"name", "language", "n_test"}, "target": {"name", "language", "n_test"}},
-     "protocol": {"source_split": "stratified" | "speaker_independent", "transductive": bool, "seed": int},
-     "in_domain" / "cross_corpus": {"uar", "macro_f1", "accuracy", "per_class": {"f1": {cls: f}, "recall": {cls: f}},
-                                    "confusion_matrix": [[int]], "labels": [str], "n": int},
-     "asr": {"in_domain": {"wer", "cer", "n"}, "cross_corpus": {...}},                       # optional
-     "calibration": {"temperatures": {"in_domain": f, "target_adaptive": f},
-                     "ece": {"in_domain": {"raw", "in_domain_T", "adaptive_T"}, "cross_corpus": {...}}},
-     "comparisons": {"mcnemar": [{"a", "b", "statistic", "p_value", "n", "method"}]},         # optional
-     "plots": {name: relative_png_path}}                                                       # optional
 
 Example:
     >>> from hub_cards import build_model_card
@@ -41,15 +27,14 @@ Example:
 
 from __future__ import annotations
 
-import json
-import os
 import re
 from pathlib import Path
 from typing import Any, Mapping
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-SCHEMA_VERSION = 1
+from .results import validate_results
+
 TEMPLATE_PATH = Path(__file__).with_name("model_card_template.md")
 TASK_TYPE = "audio-classification"
 TASK_NAME = "Speech Emotion Recognition"
@@ -77,26 +62,6 @@ PAPER_CITATION = """@misc{kynabay_ctrilora,
 MISSING = "–"
 
 
-def load_results(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a run's `results.json` and check its schema version.
-
-    Raises:
-        ValueError: when `schema_version` is newer than this code understands.
-    """
-    with open(path, encoding="utf-8") as handle:
-        results = json.load(handle)
-    _check_schema(results)
-    return results
-
-
-def _check_schema(results: Mapping[str, Any]) -> None:
-    version = results.get("schema_version", SCHEMA_VERSION)
-    if version != SCHEMA_VERSION:
-        raise ValueError(
-            f"results.json has schema_version {version!r}; this version of hub_cards reads version {SCHEMA_VERSION}"
-        )
-
-
 def _percent(value: Any, digits: int = 1) -> str:
     return MISSING if value is None else f"{100 * float(value):.{digits}f} %"
 
@@ -110,9 +75,8 @@ def _slug(name: str) -> str:
 
 
 def _per_class(section: Mapping[str, Any], metric: str) -> dict[str, float]:
-    """Per-class scores, from the schema's `per_class.{f1,recall}` or the flat `per_class_{f1,recall}` spelling."""
-    nested = (section.get("per_class") or {}).get(metric)
-    return dict(nested if nested is not None else section.get(f"per_class_{metric}") or {})
+    """Per-class scores of one evaluation section: its `per_class.{f1,recall}` (empty when the run has none)."""
+    return dict((section.get("per_class") or {}).get(metric) or {})
 
 
 def _ece(results: Mapping[str, Any], evaluation: str) -> dict[str, float]:
@@ -387,7 +351,8 @@ def build_model_card(
     """Build the model card of a C-TriLoRA run from its evaluation results.
 
     Args:
-        results: the run's `results.json` as a dict (schema in the module docstring; see `load_results`).
+        results: the run's `results.json` as a dict (schema: `hub_cards.results`; read a file with `load_results`),
+            complete or partial.
         repo_id: the Hub repository the card is for; used in the usage snippets and as the model-index name.
         license: SPDX-style license id for the metadata.
         datasets: Hub dataset ids of the source and target corpora, in that order; used for the `datasets` metadata
@@ -402,7 +367,7 @@ def build_model_card(
         >>> card.data.library_name, card.data.base_model
         ('transformers', 'openai/whisper-base')
     """
-    _check_schema(results)
+    validate_results(results, complete=False)
     model = results.get("model") or {}
     languages = _languages(results)
     dataset_ids = _dataset_ids(results, datasets)
@@ -466,4 +431,4 @@ def build_model_card(
     )
 
 
-__all__ = ["PAPER_CITATION", "SCHEMA_VERSION", "TEMPLATE_PATH", "build_model_card", "load_results"]
+__all__ = ["PAPER_CITATION", "TEMPLATE_PATH", "build_model_card"]

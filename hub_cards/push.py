@@ -14,14 +14,13 @@ Example:
     >>> model = WhisperForTriLoRA.from_pretrained("runs/full/checkpoint-500")  # doctest: +SKIP
     >>> processor = WhisperProcessor.from_pretrained("openai/whisper-base")  # doctest: +SKIP
     >>> push_to_hub_with_card(model, "me/ctrilora-kazemotts", processor=processor,
-    ...                       results="runs/full/results.json")  # doctest: +SKIP
+    ...                       results="runs/full/evaluation/results.json")  # doctest: +SKIP
     'https://huggingface.co/me/ctrilora-kazemotts/commit/...'
 """
 
 from __future__ import annotations
 
 import copy
-import json
 import os
 import shutil
 import tempfile
@@ -33,12 +32,12 @@ from transformers.utils import logging
 
 from modeling_ctrilora import WhisperForTriLoRA
 
-from .model_card import build_model_card, load_results
+from .model_card import build_model_card
+from .results import load_results, write_results
+from .run_folder import RunFolder
 
 logger = logging.get_logger(__name__)
 
-RESULTS_FILENAME = "results.json"
-PLOTS_FOLDER = "plots"
 DEFAULT_COMMIT_MESSAGE = "Upload C-TriLoRA model, processor and model card"
 
 
@@ -60,8 +59,8 @@ def _complete_from_model(results: dict[str, Any], model: WhisperForTriLoRA) -> d
     return results
 
 
-def _stage_plots(results: dict[str, Any], base: Path, folder: Path) -> None:
-    """Copy the plots into `folder/plots/` and point the results at the copies; drop (and log) missing ones.
+def _stage_plots(results: dict[str, Any], base: Path, folder: RunFolder) -> None:
+    """Copy the plots into `folder.card_plots` and point the results at the copies; drop (and log) missing ones.
 
     Plots are renamed after their key so two runs' `confusion.png` in different folders cannot collide and no path
     escapes the repo.
@@ -72,10 +71,10 @@ def _stage_plots(results: dict[str, Any], base: Path, folder: Path) -> None:
         if not source.is_file():
             logger.warning(f"plot {name!r} not found at {source}; left out of the upload and the card")
             continue
-        target = Path(PLOTS_FOLDER) / f"{name}{source.suffix}"
-        (folder / PLOTS_FOLDER).mkdir(exist_ok=True)
-        shutil.copyfile(source, folder / target)
-        staged[name] = target.as_posix()
+        target = folder.card_plots / f"{name}{source.suffix}"
+        target.parent.mkdir(exist_ok=True)
+        shutil.copyfile(source, target)
+        staged[name] = target.relative_to(folder.root).as_posix()
     if "plots" in results:
         results["plots"] = staged
 
@@ -116,18 +115,18 @@ def save_pretrained_with_card(
         >>> save_pretrained_with_card(model, "export", processor=processor, results="run/results.json")  # doctest: +SKIP
         ['README.md', 'config.json', 'generation_config.json', 'model.safetensors', ..., 'results.json']
     """
-    folder = Path(save_directory)
-    folder.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(folder)
-    _save_processors(processor, folder)
+    folder = RunFolder(save_directory)
+    folder.root.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(folder.root)
+    _save_processors(processor, folder.root)
     resolved, base = _resolve_results(results)
     if results is not None:
         _stage_plots(resolved, base, folder)
-        (folder / RESULTS_FILENAME).write_text(json.dumps(resolved, indent=2, ensure_ascii=False), encoding="utf-8")
+        write_results(resolved, folder.card_results, complete=False)
     if card is None:
         card = build_model_card(_complete_from_model(resolved, model), repo_id=repo_id)
-    card.save(folder / "README.md")
-    return sorted(path.relative_to(folder).as_posix() for path in folder.rglob("*") if path.is_file())
+    card.save(folder.model_card)
+    return sorted(path.relative_to(folder.root).as_posix() for path in folder.root.rglob("*") if path.is_file())
 
 
 def push_to_hub_with_card(
@@ -164,7 +163,7 @@ def push_to_hub_with_card(
 
     Example:
         >>> push_to_hub_with_card(model, "me/ctrilora-ravdess-emodb", processor=processor,
-        ...                       results="runs/full/results.json", private=True)  # doctest: +SKIP
+        ...                       results="runs/full/evaluation/results.json", private=True)  # doctest: +SKIP
     """
     api = HfApi(token=token)
     repo_url = api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
@@ -183,4 +182,4 @@ def push_to_hub_with_card(
     return commit.pr_url or commit.commit_url or str(repo_url)
 
 
-__all__ = ["DEFAULT_COMMIT_MESSAGE", "RESULTS_FILENAME", "push_to_hub_with_card", "save_pretrained_with_card"]
+__all__ = ["DEFAULT_COMMIT_MESSAGE", "push_to_hub_with_card", "save_pretrained_with_card"]

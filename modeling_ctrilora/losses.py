@@ -2,10 +2,15 @@
 
 Each function takes batch tensors and returns a scalar tensor (differentiable where the inputs are); none holds
 state or reads a config, so each has a numeric test against its formula (`tests/test_losses.py`).
+
+The factor losses compute in fp32 whatever their inputs' dtype, also inside a bf16/fp16 autocast region (mixed
+precision training): autocast would otherwise run the covariance and correlation matmuls in bf16, whose 8-bit
+mantissa loses the small covariance differences CORAL is made of.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Sequence
 
@@ -29,6 +34,16 @@ def grl_coefficient(progress: float, gamma: float = 10.0, max_coefficient: float
     return max_coefficient * (2.0 / (1.0 + math.exp(-gamma * progress)) - 1.0)
 
 
+def _fp32(tensor: torch.Tensor) -> contextlib.AbstractContextManager:
+    """A region where `tensor`'s device runs no autocast, so fp32 inputs give fp32 matmuls."""
+    return torch.autocast(device_type=tensor.device.type, enabled=False)
+
+
+def _wide(tensor: torch.Tensor) -> torch.Tensor:
+    """`tensor` in fp32 when it is in a narrower float (bf16, fp16); fp32 and fp64 as they are."""
+    return tensor if tensor.dtype in (torch.float32, torch.float64) else tensor.float()
+
+
 def covariance(features: torch.Tensor) -> torch.Tensor:
     """Unbiased covariance (d, d) of `features` (n, d), n ≥ 2 (rows are examples), as in Deep CORAL."""
     centred = features - features.mean(dim=0, keepdim=True)
@@ -50,8 +65,9 @@ def coral_loss(source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     if source.shape[0] < 2 or target.shape[0] < 2:
         return (source.sum() + target.sum()) * 0.0
     dim = source.shape[1]
-    difference = covariance(source.float()) - covariance(target.float())
-    return (difference**2).sum() / (4.0 * dim * dim)
+    with _fp32(source):
+        difference = covariance(_wide(source)) - covariance(_wide(target))
+        return (difference**2).sum() / (4.0 * dim * dim)
 
 
 def counterfactual_pairs(transcript_ids: torch.Tensor, emotion_labels: torch.Tensor) -> torch.Tensor:
@@ -84,12 +100,13 @@ def counterfactual_margin_loss(
     pairs = counterfactual_pairs(transcript_ids, emotion_labels)
     if pairs.numel() == 0:
         return z_emo.sum() * 0.0
-    emo = F.normalize(z_emo, dim=-1)
-    hinge = F.relu(margin - (emo[pairs[:, 0]] - emo[pairs[:, 1]]).norm(dim=-1))
-    if z_lex is not None:
-        lex = F.normalize(z_lex, dim=-1)
-        hinge = hinge + ((lex[pairs[:, 0]] - lex[pairs[:, 1]]) ** 2).sum(dim=-1)
-    return hinge.mean()
+    with _fp32(z_emo):
+        emo = F.normalize(_wide(z_emo), dim=-1)
+        hinge = F.relu(margin - (emo[pairs[:, 0]] - emo[pairs[:, 1]]).norm(dim=-1))
+        if z_lex is not None:
+            lex = F.normalize(_wide(z_lex), dim=-1)
+            hinge = hinge + ((lex[pairs[:, 0]] - lex[pairs[:, 1]]) ** 2).sum(dim=-1)
+        return hinge.mean()
 
 
 def orthogonality_loss(factors: Sequence[torch.Tensor], eps: float = 1e-6) -> torch.Tensor:
@@ -103,16 +120,17 @@ def orthogonality_loss(factors: Sequence[torch.Tensor], eps: float = 1e-6) -> to
         raise ValueError(f"orthogonality_loss needs at least two factors, got {len(factors)}")
     if factors[0].shape[0] < 2:
         return sum(factor.sum() for factor in factors) * 0.0
-    normalised = []
-    for factor in factors:
-        centred = factor - factor.mean(dim=0, keepdim=True)
-        normalised.append(centred / (centred.norm(dim=0, keepdim=True) + eps))
-    terms = [
-        (normalised[i].T @ normalised[j]).pow(2).mean()
-        for i in range(len(normalised))
-        for j in range(i + 1, len(normalised))
-    ]
-    return torch.stack(terms).mean()
+    with _fp32(factors[0]):
+        normalised = []
+        for factor in factors:
+            centred = _wide(factor) - _wide(factor).mean(dim=0, keepdim=True)
+            normalised.append(centred / (centred.norm(dim=0, keepdim=True) + eps))
+        terms = [
+            (normalised[i].T @ normalised[j]).pow(2).mean()
+            for i in range(len(normalised))
+            for j in range(i + 1, len(normalised))
+        ]
+        return torch.stack(terms).mean()
 
 
 def class_weights_from_labels(labels: Sequence[int], num_classes: int) -> list[float]:

@@ -578,7 +578,9 @@ class WhisperForTriLoRA(WhisperPreTrainedModel):
             encoder_hidden_states = self.film(encoder_hidden_states, z_lex)
         hidden = decoder.embed_tokens(decoder_input_ids) + decoder.embed_positions.weight[:length]
         hidden = nn.functional.dropout(hidden, p=decoder.dropout, training=self.training)
-        causal = torch.full((length, length), torch.finfo(hidden.dtype).min, device=hidden.device).triu(1)[None, None]
+        causal = torch.full(
+            (length, length), torch.finfo(hidden.dtype).min, dtype=hidden.dtype, device=hidden.device
+        ).triu(1)[None, None]
         cross_mask = self._additive_key_mask(position_mask, hidden.dtype)
         for layer in decoder.layers:
             if self.training and decoder.layerdrop > 0 and torch.rand([]) < decoder.layerdrop:

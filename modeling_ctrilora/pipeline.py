@@ -24,6 +24,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging as std_logging
 import os
@@ -36,9 +37,14 @@ import torch
 from transformers import AutoModelForAudioClassification, BatchFeature, FeatureExtractionMixin, PretrainedConfig
 from transformers.pipelines import PIPELINE_REGISTRY, AudioClassificationPipeline
 
+from .hardware import warn_if_bf16_is_slow
 from .modeling_ctrilora import DOMAINS, WhisperForTriLoRA
 
 TASK = "audio-classification"
+# dtypes that run as autocast around the model forward (weights stay fp32); anything else runs in fp32.
+AUTOCAST_DTYPES = (torch.bfloat16, torch.float16)
+
+logger = std_logging.getLogger(__name__)
 
 
 class AudioInputError(ValueError):
@@ -138,6 +144,13 @@ class CTriLoRAAudioClassificationPipeline(AudioClassificationPipeline):
         Which fitted temperature turns logits into probabilities: `"in_domain"` for audio like the source corpus,
         `"target"` for audio like the target corpus (falls back to the in-domain one when none was fitted).
 
+    dtype (`torch.dtype` or its name, constructor only; `torch_dtype` is the older name), e.g.
+    `pipeline("audio-classification", model=..., dtype=torch.bfloat16)`:
+        `torch.bfloat16` / `torch.float16` run the model forward under autocast in that dtype; the weights stay fp32
+        (a checkpoint that `pipeline()` loaded in bf16 is reloaded in fp32, since LoRA merges and the standardisation
+        statistics need fp32) and the feature extraction stays fp32. A warning is logged when bf16 runs on a CPU
+        without native bf16 (`modeling_ctrilora.hardware`), where it is slower than fp32. Default: fp32.
+
     Scores are `model.predict_emotion` probabilities, best first, `top_k` of them (default 5, capped at the number of
     emotions); `function_to_apply` is not accepted, the probabilities are always the calibrated softmax.
     Batching (`batch_size > 1`) pads clips in time and masks the padding, so no clip's score depends on its batch.
@@ -148,8 +161,24 @@ class CTriLoRAAudioClassificationPipeline(AudioClassificationPipeline):
         >>> classifier(["a.wav", "b.wav"], batch_size=2, domain="target")  # doctest: +SKIP
     """
 
+    def __init__(self, model, *args, **kwargs):
+        requested = _requested_dtype(kwargs.get("dtype"), kwargs.get("torch_dtype"))
+        autocast_dtype = requested if requested in AUTOCAST_DTYPES else None
+        if isinstance(model, WhisperForTriLoRA) and autocast_dtype is not None:
+            model = _fp32_master_weights(model)
+        super().__init__(model, *args, **kwargs)
+        self.autocast_dtype = autocast_dtype if self._is_ctrilora() else None
+        if self.autocast_dtype == torch.bfloat16:
+            warn_if_bf16_is_slow(self.device)
+
     def _is_ctrilora(self) -> bool:
         return isinstance(self.model, WhisperForTriLoRA)
+
+    def _autocast(self):
+        """Autocast in `self.autocast_dtype` for the model forward only (preprocessing and scores stay fp32)."""
+        if getattr(self, "autocast_dtype", None) is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.autocast_dtype)
 
     def _sanitize_parameters(self, top_k=None, function_to_apply=None, domain=None, **kwargs):
         if not self._is_ctrilora():
@@ -202,8 +231,9 @@ class CTriLoRAAudioClassificationPipeline(AudioClassificationPipeline):
         if not self._is_ctrilora():
             return super()._forward(model_inputs)
         features = model_inputs["frames"].transpose(1, 2)
-        probabilities = self.model.predict_emotion(features, model_inputs["attention_mask"], domain=domain)
-        return {"probabilities": probabilities}
+        with self._autocast():
+            probabilities = self.model.predict_emotion(features, model_inputs["attention_mask"], domain=domain)
+        return {"probabilities": probabilities.float()}
 
     def postprocess(self, model_outputs, top_k=5, function_to_apply=None):
         if not self._is_ctrilora():
@@ -213,6 +243,38 @@ class CTriLoRAAudioClassificationPipeline(AudioClassificationPipeline):
             {"score": score, "label": self.model.config.id2label[index]}
             for score, index in zip(scores.tolist(), ids.tolist())
         ]
+
+
+def _requested_dtype(dtype: Any, torch_dtype: Any) -> torch.dtype | None:
+    """The dtype asked of `pipeline()` (`dtype`, else the older `torch_dtype`); `None` for "auto" or none."""
+    for value in (dtype, torch_dtype):
+        if isinstance(value, str) and value != "auto":
+            value = getattr(torch, value, None)
+        if isinstance(value, torch.dtype):
+            return value
+    return None
+
+
+def _fp32_master_weights(model: WhisperForTriLoRA) -> WhisperForTriLoRA:
+    """`model` with fp32 weights: as it is when it has them, else reloaded in fp32 from where it came from.
+
+    `pipeline(..., dtype=torch.bfloat16)` loads a checkpoint given by name in bf16; C-TriLoRA keeps fp32 weights and
+    runs bf16 as autocast, so the checkpoint is read again in fp32 (upcasting the bf16 copy would keep its rounding).
+    """
+    floating = {parameter.dtype for parameter in model.parameters() if parameter.is_floating_point()}
+    if floating <= {torch.float32}:
+        return model
+    source = getattr(model, "name_or_path", None)
+    was_training = model.training
+    try:
+        if not source:
+            raise OSError("the model records no checkpoint to reload")
+        reloaded = type(model).from_pretrained(source, dtype=torch.float32)
+    except (OSError, ValueError) as error:
+        logger.warning("C-TriLoRA weights arrived in %s and could not be reloaded in fp32 (%s); upcasting them",
+                       sorted(map(str, floating)), error)
+        return model.float()
+    return reloaded.to(model.device).train(was_training)
 
 
 def register_ctrilora_pipeline() -> None:

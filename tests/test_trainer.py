@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
@@ -14,12 +15,13 @@ import torch
 from transformers import AutoFeatureExtractor, WhisperFeatureExtractor
 
 from conftest_data import make_csv_corpus
+from hub_cards import RunFolder, build_model_card, load_results
 from modeling_ctrilora import WhisperForTriLoRA
 from modeling_ctrilora.presets import LOGGED_LOSS_TERMS, LOSS_TERMS
 from trainer import CTriLoRATrainer, CTriLoRATrainingArguments
 from trainer.data.sampler import PairAwareBatchSampler
 from trainer.evaluation.metrics import compute_metrics_fn
-from trainer.run import DataArguments, prepare_data
+from trainer.run import CORPUS_FIELDS, DataArguments, prepare_data, protocol
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -137,6 +139,28 @@ def test_training_script_end_to_end(corpora, tiny_whisper_dir, tmp_path, monkeyp
     for plot in on_disk["plots"].values():
         assert (run / "evaluation" / plot).stat().st_size > 1000
     assert isinstance(AutoFeatureExtractor.from_pretrained(run), WhisperFeatureExtractor)
+    folder = RunFolder(run)
+    for path in (folder.config, folder.weights, folder.run_arguments, folder.source_splits, folder.target_splits,
+                 folder.trainer_state, folder.evaluation.results, folder.evaluation.report, folder.evaluation.predictions):
+        assert path.is_file(), path
+    # One protocol: the results' and the split files' are the same dict.
+    assert json.loads(folder.source_splits.read_text())["metadata"] == on_disk["protocol"]
+    assert on_disk["protocol"]["source_split"] == "speaker_independent" and on_disk["protocol"]["seed"] == 42
+    # The model card reads per-class F1 where the evaluation wrote it.
+    card = build_model_card(load_results(folder.evaluation.results, complete=True)).text
+    for name, f1 in on_disk["cross_corpus"]["per_class"]["f1"].items():
+        assert f"| {name} | {100 * on_disk['in_domain']['per_class']['f1'][name]:.1f} %" in card
+        assert f"| {100 * f1:.1f} % | {100 * on_disk['cross_corpus']['per_class']['recall'][name]:.1f} % |" in card
+
+
+def test_protocol_is_the_seed_and_every_data_argument_that_decides_the_splits():
+    arguments = DataArguments(source="a", target="b", source_language="en", source_split="speaker_independent",
+                              transductive=True)
+    built = protocol(arguments, 3)
+    assert {"seed": 3, "source_split": "speaker_independent", "transductive": True}.items() <= built.items()
+    # Fields added to DataArguments join the protocol unless they only locate or describe a corpus.
+    assert set(built) == {"seed"} | {field.name for field in fields(DataArguments)} - set(CORPUS_FIELDS)
+    assert json.loads(json.dumps(built)) == built
 
 
 def accelerate_launch(processes: int) -> list[str]:

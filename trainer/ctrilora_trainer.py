@@ -14,6 +14,7 @@ from accelerate import Accelerator
 from torch.utils.data import DataLoader, RandomSampler
 from transformers import Trainer
 
+from modeling_ctrilora.hardware import warn_if_bf16_is_slow
 from modeling_ctrilora.losses import class_weights_from_labels
 from modeling_ctrilora.modeling_ctrilora import CTriLoRAOutput
 from modeling_ctrilora.presets import LOGGED_LOSS_TERMS, LOSS_TERMS
@@ -58,7 +59,10 @@ class CTriLoRATrainer(Trainer):
     - the GRL coefficient follows global step / max steps (and so continues where a resumed run stopped);
     - SER class weights from source-train label frequencies (inverse, mean 1) unless the config already has them;
     - every loss term is logged (weighted, as `loss_<term>`, so the terms add up to `loss`), for train and eval,
-      plus the GRL coefficient; metrics are gathered across processes and averaged in `log()` (as trl does).
+      plus the GRL coefficient; metrics are gathered across processes and averaged in `log()` (as trl does);
+    - mixed precision is `TrainingArguments`' (`--bf16`, `--fp16`, or the accelerate config's `mixed_precision`):
+      autocast around the model forward, fp32 master weights, the factor losses in fp32 (`modeling_ctrilora.losses`);
+      bf16 on a CPU without native bf16 logs a warning (it is slower than fp32 there).
 
     Args:
         target_dataset: unlabeled target-domain rows the `data_collator` can collate (labels are not used: only
@@ -91,6 +95,8 @@ class CTriLoRATrainer(Trainer):
         self._target_passes = 0
         self._metrics: dict[str, dict[str, list[float]]] = {"train": defaultdict(list), "eval": defaultdict(list)}
         self._configure_model_losses()
+        if self.accelerator.mixed_precision == "bf16" and self.accelerator.is_main_process:
+            warn_if_bf16_is_slow(self.accelerator.device)
 
     # ------------------------------------------------------------------------------------------------- set-up
     @property

@@ -19,6 +19,8 @@ import datasets
 from accelerate import PartialState
 from transformers import AutoConfig, WhisperFeatureExtractor, WhisperTokenizer
 
+from hub_cards.run_folder import RunFolder
+
 from .data.corpora import load_corpus
 from .data.features import CTriLoRACollator, add_log_mel
 from .data.labels import make_label_maps, make_speaker_map, shared_classes
@@ -30,8 +32,6 @@ from .demo.tiny_whisper import build_tiny_whisper
 logger = logging.getLogger(__name__)
 
 CACHE_HOME = Path(os.environ.get("CTRILORA_CACHE", Path.home() / ".cache" / "ctrilora"))
-SOURCE_SPLITS_FILE, TARGET_SPLITS_FILE = "source_splits.json", "target_splits.json"
-RUN_ARGUMENTS_FILE = "run_arguments.json"
 # The embedded demo's backbone: small enough to train end to end on 2 CPU cores in minutes.
 # init_std 0.2 (Whisper's is 0.02): with small random weights the sinusoidal positions swamp the conv features and the
 # pooled state barely depends on the audio.
@@ -70,6 +70,17 @@ class DataArguments:
     @property
     def is_demo(self) -> bool:
         return self.source is None
+
+
+# The DataArguments fields that say where the corpora are and which language they speak (results.json records the
+# corpora in their own section). Every other field, present or added later, decides which clips land in which split.
+CORPUS_FIELDS = ("source", "target", "source_language", "target_language", "demo_dir")
+
+
+def protocol(data_args: DataArguments, seed: int) -> dict[str, Any]:
+    """A run's protocol: its seed and every data argument that decides the splits (`results.json`'s "protocol" and
+    the split files' metadata)."""
+    return {"seed": seed, **{name: value for name, value in asdict(data_args).items() if name not in CORPUS_FIELDS}}
 
 
 @dataclass
@@ -123,7 +134,7 @@ def resolve_corpora(data_args: DataArguments) -> tuple[str, str]:
 
 def write_run_arguments(run_dir: str | os.PathLike, data_args: DataArguments, base_model: str) -> Path:
     """Record the data arguments and backbone of a run (`run_arguments.json`), for evaluation to rebuild its data."""
-    path = Path(run_dir) / RUN_ARGUMENTS_FILE
+    path = RunFolder(run_dir).run_arguments
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"base_model": base_model, "data": asdict(data_args)}, indent=2) + "\n", encoding="utf-8")
     return path
@@ -131,7 +142,7 @@ def write_run_arguments(run_dir: str | os.PathLike, data_args: DataArguments, ba
 
 def read_run_arguments(run_dir: str | os.PathLike) -> tuple[DataArguments, str]:
     """The `DataArguments` and backbone a run was trained with."""
-    path = Path(run_dir) / RUN_ARGUMENTS_FILE
+    path = RunFolder(run_dir).run_arguments
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: is {run_dir} a run folder written by examples/train_ctrilora.py?")
     recorded = json.loads(path.read_text(encoding="utf-8"))
@@ -159,20 +170,19 @@ def _cached_log_mel(dataset: datasets.Dataset, feature_extractor: WhisperFeature
         return add_log_mel(dataset, feature_extractor, cache_file_name=str(cache_dir / f"{digest.hexdigest()[:24]}.arrow"))
 
 
-def _splits(dataset: datasets.Dataset, run_dir: Path, filename: str, make: Any, metadata: dict[str, Any]) -> dict[str, list[int]]:
-    """Reuse the run folder's split file when present (evaluation, resume), else make and write it."""
-    path = run_dir / filename
+def _splits(dataset: datasets.Dataset, path: Path, make: Any, metadata: dict[str, Any]) -> dict[str, list[int]]:
+    """Reuse the run folder's split file `path` when present (evaluation, resume), else make and write it."""
     if path.exists():
         return read_splits(path, dataset=dataset)
     splits = make()
     if PartialState().is_main_process:
-        write_splits(splits, run_dir, filename=filename, dataset=dataset, metadata=metadata)
+        write_splits(splits, path, dataset=dataset, metadata=metadata)
     return splits
 
 
 def prepare_data(data_args: DataArguments, base_model: str, run_dir: str | os.PathLike, seed: int, padding: str = "short") -> ExperimentData:
     """Load, harmonise, restrict to shared classes, split (written to `run_dir`), featurise and build the collator."""
-    run_dir = Path(run_dir)
+    run = RunFolder(run_dir)
     source_dir, target_dir = resolve_corpora(data_args)
     aliases = json.loads(data_args.label_aliases) if data_args.label_aliases else None
     loaded, reports = {}, {}
@@ -190,13 +200,13 @@ def prepare_data(data_args: DataArguments, base_model: str, run_dir: str | os.Pa
             logger.info("%s: left out rows of classes outside the shared set: %s", role, removed)
     languages = {role: _language(loaded[role], getattr(data_args, f"{role}_language"), role) for role in loaded}
     names = {role: loaded[role][0]["corpus"] for role in loaded}
-    protocol = {"seed": seed, **asdict(data_args)}
+    metadata = protocol(data_args, seed)
     make_source = (stratified_split if data_args.source_split == "stratified" else speaker_independent_split)
-    source_splits = _splits(loaded["source"], run_dir, SOURCE_SPLITS_FILE, lambda: make_source(loaded["source"], seed), protocol)
+    source_splits = _splits(loaded["source"], run.source_splits, lambda: make_source(loaded["source"], seed), metadata)
     target_splits = _splits(
-        loaded["target"], run_dir, TARGET_SPLITS_FILE,
+        loaded["target"], run.target_splits,
         lambda: target_split(loaded["target"], seed, adaptation_fraction=data_args.target_adaptation_fraction, transductive=data_args.transductive, by=data_args.target_split),
-        protocol,
+        metadata,
     )
     backbone = AutoConfig.from_pretrained(base_model)
     feature_extractor = WhisperFeatureExtractor.from_pretrained(base_model)
@@ -222,6 +232,7 @@ __all__ = [
     "DataArguments",
     "ExperimentData",
     "prepare_data",
+    "protocol",
     "read_run_arguments",
     "resolve_base_model",
     "resolve_corpora",

@@ -1,7 +1,8 @@
 """Aggregate per-run `results.json` files into the ablation table, statistics and figures (paper Table I, Figs. 5–8).
 
-Run folders follow `<root>/<preset>/seed-<k>/evaluation/{results.json,predictions.json}`, as written by
-`examples/run_ablations.py` (each run is `examples/train_ctrilora.py` or, for the baselines, `examples/frozen_probe.py`).
+Run folders are `<root>/<preset>/seed-<k>/` (`run_folder`; inside, the `hub_cards.run_folder.RunFolder` layout), as
+written by `examples/run_ablations.py` (each run is `examples/train_ctrilora.py` or, for the baselines,
+`examples/frozen_probe.py`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from hub_cards.results import load_results
+from hub_cards.run_folder import RunFolder
 
 from .evaluate import mcnemar_against
 from .plots import plot_ablation_bars, plot_delta_waterfall, plot_per_class_f1_radar, plot_pvalue_heatmap
@@ -31,8 +35,8 @@ REMOVED_COMPONENT = {
 }
 
 
-def run_folder(root: str | os.PathLike, preset: str, seed: int) -> Path:
-    return Path(root) / preset / f"seed-{seed}"
+def run_folder(root: str | os.PathLike, preset: str, seed: int) -> RunFolder:
+    return RunFolder(Path(root) / preset / f"seed-{seed}")
 
 
 def load_runs(root: str | os.PathLike, presets: Sequence[str], seeds: Sequence[int]) -> dict[str, dict[int, dict[str, Any]]]:
@@ -40,9 +44,9 @@ def load_runs(root: str | os.PathLike, presets: Sequence[str], seeds: Sequence[i
     runs: dict[str, dict[int, dict[str, Any]]] = {}
     for preset in presets:
         for seed in seeds:
-            path = run_folder(root, preset, seed) / "evaluation" / "results.json"
+            path = run_folder(root, preset, seed).evaluation.results
             if path.is_file():
-                runs.setdefault(preset, {})[seed] = json.loads(path.read_text(encoding="utf-8"))
+                runs.setdefault(preset, {})[seed] = load_results(path)
     return runs
 
 
@@ -73,8 +77,10 @@ def summarise(runs: Mapping[str, Mapping[int, Mapping[str, Any]]], root: str | o
                 [by_seed[seed]["cross_corpus"]["macro_f1"] for seed in paired],
             )
         for seed in paired:
-            ours = json.loads((run_folder(root, REFERENCE, seed) / "evaluation" / "predictions.json").read_text(encoding="utf-8"))
-            theirs = json.loads((run_folder(root, preset, seed) / "evaluation" / "predictions.json").read_text(encoding="utf-8"))
+            ours, theirs = (
+                json.loads(run_folder(root, variant, seed).evaluation.predictions.read_text(encoding="utf-8"))
+                for variant in (REFERENCE, preset)
+            )
             for split, name in (("in_domain", "source_test"), ("cross_corpus", "target_test")):
                 row = mcnemar_against(ours[name], theirs[name], REFERENCE, preset, split)
                 mcnemar_rows.append({**row, "seed": seed})

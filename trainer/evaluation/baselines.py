@@ -23,7 +23,7 @@ Example:
     >>> from trainer.evaluation.baselines import run_frozen_probe
     >>> data = prepare_data(DataArguments(source=src, target=tgt), base, "runs/probe", seed=0)  # doctest: +SKIP
     >>> results = run_frozen_probe(data, base, "runs/probe", preset="frozen_probe_coral",
-    ...                            protocol={"source_split": "stratified", "transductive": False, "seed": 0})  # doctest: +SKIP
+    ...                            protocol=protocol(data_args, seed=0))  # doctest: +SKIP
     >>> results["cross_corpus"]["macro_f1"]  # doctest: +SKIP
 """
 
@@ -45,6 +45,7 @@ from peft.tuners.tuners_utils import BaseTunerLayer
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
+from hub_cards.run_folder import RunFolder
 from modeling_ctrilora import WhisperForTriLoRA
 from modeling_ctrilora.modeling_ctrilora import IGNORE_INDEX
 
@@ -393,7 +394,7 @@ def run_frozen_probe(
         data: `ExperimentData` from `prepare_data(..., run_dir=output_dir, seed=seed)`.
         base_model: the Whisper checkpoint the data was featurised for.
         preset: "frozen_probe" or "frozen_probe_coral".
-        protocol: {"source_split", "transductive", "seed"} for the report.
+        protocol: `trainer.run.protocol(data_args, seed)`, for the results and the report.
         c_grid, coral_regularizer: see :func:`fit_frozen_probe`.
         started: `time.perf_counter()` at the start of the run (data preparation included); default: now.
 
@@ -434,13 +435,13 @@ def run_frozen_probe(
     }
     num_layers, feature_dim = layer_features["source_train"].shape[1:]
     head = fit.classifier.coef_.size + fit.classifier.intercept_.size
-    out = Path(output_dir)
+    folder = RunFolder(output_dir)
     model_info = {
         "base_model": str(base_model),
         "preset": preset,
         # Only the logistic regression is fitted; the whole frozen encoder counts in the denominator.
         "trainable_fraction": head / (head + encoder_parameter_count(model)),
-        "checkpoint": str(out),
+        "checkpoint": str(folder.root),
     }
     probe = {
         "layer_pooling": f"masked mean over real frames of each of the {num_layers} encoder layers, averaged over layers",
@@ -459,14 +460,13 @@ def run_frozen_probe(
         "features_cached": cached,
         "timings_s": {"features": round(extraction_s, 3), "fit": round(fit_s, 3)},
     }
-    evaluation_dir = out / "evaluation"
     results = write_report_from_predictions(
-        predictions, data, evaluation_dir, model_info=model_info, protocol=protocol, extra={"probe": probe}, started=started,
+        predictions, data, folder.evaluation, model_info=model_info, protocol=protocol, extra={"probe": probe}, started=started,
     )
     logger.info(
         "%s: in-domain UAR %.3f macro-F1 %.3f | cross-corpus UAR %.3f macro-F1 %.3f | %.1f s | %s",
         preset, results["in_domain"]["uar"], results["in_domain"]["macro_f1"], results["cross_corpus"]["uar"],
-        results["cross_corpus"]["macro_f1"], results["wall_time_s"], evaluation_dir / "report.md",
+        results["cross_corpus"]["macro_f1"], results["wall_time_s"], folder.evaluation.report,
     )
     return results
 

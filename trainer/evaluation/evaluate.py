@@ -1,22 +1,8 @@
 """Cross-corpus evaluation of a trained `WhisperForTriLoRA`: predictions → `results.json`, `report.md` and plots.
 
-`results.json` schema (version 1; every number in `report.md` is rendered from this dict):
+`results.json`'s schema, its version and its writer are `hub_cards.results`; every number in `report.md` is rendered
+from that dict, and the folder's file names are `hub_cards.run_folder.EvaluationFolder`'s.
 
-```
-{"schema_version": 1,
- "model": {"base_model", "preset", "trainable_fraction", "checkpoint", "target_statistics_clips"},
- "emotions": [class names evaluated — the classes both corpora share],
- "corpora": {"source": {"name", "language", "n_test"}, "target": {"name", "language", "n_test"}},
- "protocol": {"source_split", "transductive", "seed"},
- "in_domain" / "cross_corpus": {"uar", "macro_f1", "accuracy", "per_class": {"f1": {cls: v}, "recall": {cls: v}},
-                                "confusion_matrix": [[int]], "labels": [cls], "n"},
- "asr": {"in_domain": {"wer", "cer", "n"}, "cross_corpus": {...}}            (when transcripts were decoded),
- "calibration": {"temperatures": {"in_domain", "target_adaptive"},
-                 "ece": {"in_domain": {"raw", "in_domain_T", "adaptive_T"}, "cross_corpus": {...}},
-                 "discriminator_auc"},
- "comparisons": {"mcnemar": [{"a", "b", "split", "statistic", "p_value", "n", "method"}]},
- "plots": {name: file name relative to the run folder}}
-```
 Temperatures are fitted on source validation (in-domain) and, for the target, from *unlabeled* target adaptation
 clips by importance-weighted temperature scaling (`trainer.evaluation.calibration.fit_adaptive_temperature`); target labels
 are used only to measure ECE. ECE is measured on the test splits. With a pooled standardisation, the target splits
@@ -39,18 +25,21 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from hub_cards.results import SCHEMA_VERSION, write_results
+from hub_cards.run_folder import EvaluationFolder
+
 from .calibration import expected_calibration_error, fit_adaptive_temperature, fit_temperature, softmax_with_temperature
+from .diagnostics import diagnostics_section, training_diagnostics
 from .metrics import asr_error_rates, classification_report_dict
 from .plots import (
     plot_confusion_matrix,
     plot_per_class_f1_radar,
     plot_reliability_diagram,
     plot_training_curves,
+    plot_training_diagnostics,
     plot_tsne,
 )
 from .significance import mcnemar
-
-SCHEMA_VERSION = 1
 
 
 @dataclass
@@ -61,6 +50,7 @@ class Predictions:
         logits: (N, E) emotion logits. labels: (N,) emotion ids, −100 where unknown. z_emo: (N, d_z).
         clip_ids: (N,) clip identifiers (paths), to align two models' predictions for McNemar.
         transcripts / hypotheses: reference transcripts and decoded ones (empty when not decoded).
+        gates: (N, 3) router gates (lex, emo, spk), `None` for models without a router.
     """
 
     logits: np.ndarray
@@ -69,6 +59,7 @@ class Predictions:
     clip_ids: list[str]
     transcripts: list[str] = field(default_factory=list)
     hypotheses: list[str] = field(default_factory=list)
+    gates: np.ndarray | None = None
 
     def to_json(self, id2label: Mapping[int, str]) -> dict[str, Any]:
         """Per-clip predictions as JSON (for McNemar against another run)."""
@@ -103,7 +94,7 @@ def collect_predictions(
     """
     model.eval()
     device = next(model.parameters()).device
-    logits, labels, z_emo, hypotheses = [], [], [], []
+    logits, labels, z_emo, gates, hypotheses = [], [], [], [], []
     order = length_order(dataset) if group_by_length else np.arange(len(dataset))
     loader = DataLoader(dataset, batch_size=batch_size, sampler=order.tolist(), collate_fn=collator)
     domain_argument = {} if domain == "in_domain" else {"domain": domain}
@@ -112,6 +103,8 @@ def collect_predictions(
         output = model(**inputs, **domain_argument)
         logits.append(output.logits.float().cpu().numpy())
         z_emo.append(output.z_emo.float().cpu().numpy())
+        if output.routing_weights is not None:
+            gates.append(output.routing_weights.float().cpu().numpy())
         labels.append(batch["labels"].cpu().numpy())
         if transcriber is not None:
             hypotheses.extend(transcriber(inputs))
@@ -127,6 +120,7 @@ def collect_predictions(
         clip_ids=clip_ids or [str(index) for index in range(len(dataset))],
         transcripts=transcripts,
         hypotheses=[hypotheses[index] for index in restore] if hypotheses else [],
+        gates=np.concatenate(gates)[restore] if gates else None,
     )
 
 
@@ -278,17 +272,28 @@ def render_report(results: Mapping[str, Any]) -> str:
     if plots:
         lines += ["", "## Plots", ""]
         lines += [f"![{name}]({path})" for name, path in plots.items()]
+    diagnostics = results.get("diagnostics")
+    if diagnostics:
+        lines += ["", "## Diagnostics", "",
+                  f"- z_emo domain AUC (source test vs target test, out-of-fold linear classifier; 0.5 = aligned): "
+                  f"{diagnostics['z_emo_domain_auc']:.3f}",
+                  "- target test predictions per class: "
+                  + ", ".join(f"{name} {share:.2f}" for name, share in diagnostics["target_prediction_histogram"].items())]
+        for split, gates in diagnostics.get("mean_gates", {}).items():
+            lines.append(f"- mean router gates, {split.replace('_', ' ')}: "
+                         + ", ".join(f"{name} {value:.3f}" for name, value in gates.items()))
+        for key, entry in diagnostics.get("training", {}).items():
+            chance = f" (chance {diagnostics['adversary_chance']:.3f})" if key == "adversary_accuracy" and "adversary_chance" in diagnostics else ""
+            lines.append(f"- last logged {key} (step {entry['step']}): {entry['value']:.4g}{chance}")
     return "\n".join(lines) + "\n"
 
 
-def write_results(results: Mapping[str, Any], out_dir: str | os.PathLike) -> tuple[Path, Path]:
-    """Write `results.json` and `report.md` into `out_dir`; returns both paths."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    results_path, report_path = out / "results.json", out / "report.md"
-    results_path.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    report_path.write_text(render_report(results), encoding="utf-8")
-    return results_path, report_path
+def write_results_and_report(results: Mapping[str, Any], out_dir: str | os.PathLike) -> tuple[Path, Path]:
+    """Write `results.json` (checked against the schema) and `report.md` into `out_dir`; returns both paths."""
+    folder = EvaluationFolder(out_dir)
+    write_results(results, folder.results)
+    folder.report.write_text(render_report(results), encoding="utf-8")
+    return folder.results, folder.report
 
 
 def write_plots(
@@ -329,6 +334,11 @@ def write_plots(
     )
     if log_history:
         written["training_curves"] = plot_training_curves(log_history, out / "training_curves.png", title="Training loss by term")
+        if training_diagnostics(log_history):
+            written["training_diagnostics"] = plot_training_diagnostics(
+                log_history, out / "training_diagnostics.png", adversary_chance=results.get("diagnostics", {}).get("adversary_chance"),
+                title="Method diagnostics during training",
+            )
     return {name: path.name for name, path in written.items()}
 
 
@@ -349,7 +359,7 @@ def evaluate_experiment(
 
     Args:
         out_dir: gets `results.json`, `report.md`, `predictions.json` (per clip, for McNemar) and the PNGs.
-        protocol: `{"source_split", "transductive", "seed"}` for the report.
+        protocol: `trainer.run.protocol(data_args, seed)` (the seed and the data arguments that decide the splits).
         log_history: `trainer.state.log_history`, for the training-curve plot.
         compare_with: `{name: another evaluation folder}` — McNemar of this model vs each on the same clips.
         transcriber: batch → decoded transcripts, for WER/CER of the ASR head.
@@ -432,7 +442,7 @@ def write_report_from_predictions(
         predictions: `Predictions` for "source_validation", "source_test", "target_adaptation", "target_test".
         data: the run's `trainer.run.ExperimentData`.
         model_info: the results' "model" section ({"base_model", "preset", "trainable_fraction", "checkpoint"}).
-        protocol: {"source_split", "transductive", "seed"}.
+        protocol: `trainer.run.protocol(data_args, seed)`.
         log_history / compare_with: as for `evaluate_experiment`.
         extra: more top-level keys for `results.json` (e.g. a probe's settings).
         started: `time.perf_counter()` at the start of the run; when given, `wall_time_s` (up to the moment the
@@ -441,8 +451,8 @@ def write_report_from_predictions(
     Returns:
         The results dict, as written.
     """
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = EvaluationFolder(out_dir)
+    out.path.mkdir(parents=True, exist_ok=True)
     id2label = data.id2label
     calibration = calibration_section(
         predictions["source_validation"], predictions["source_test"], predictions["target_test"], predictions["target_adaptation"]
@@ -464,25 +474,27 @@ def write_report_from_predictions(
     if any(asr.values()):
         results["asr"] = asr
     per_clip = {split: predictions[split].to_json(id2label) for split in ("source_test", "target_test")}
-    (out / "predictions.json").write_text(json.dumps(per_clip, ensure_ascii=False) + "\n", encoding="utf-8")
+    out.predictions.write_text(json.dumps(per_clip, ensure_ascii=False) + "\n", encoding="utf-8")
     comparisons = []
     for name, folder in (compare_with or {}).items():
-        theirs = json.loads((Path(folder) / "predictions.json").read_text(encoding="utf-8"))
+        theirs = json.loads(EvaluationFolder(folder).predictions.read_text(encoding="utf-8"))
         for key, split in (("in_domain", "source_test"), ("cross_corpus", "target_test")):
             comparisons.append(mcnemar_against(per_clip[split], theirs[split], model_info["preset"], name, key))
     if comparisons:
         results["comparisons"] = {"mcnemar": comparisons}
-    results["plots"] = write_plots(results, predictions, calibration["temperatures"], out, log_history)
+    results["diagnostics"] = diagnostics_section(
+        predictions, data.classes, log_history=log_history, num_speakers=len(getattr(data, "speaker2id", {})) or None
+    )
+    results["plots"] = write_plots(results, predictions, calibration["temperatures"], out.path, log_history)
     results.update(extra or {})
     if started is not None:
         results["wall_time_s"] = round(time.perf_counter() - started, 3)
-    write_results(results, out)
+    write_results_and_report(results, out)
     return results
 
 
 __all__ = [
     "Predictions",
-    "SCHEMA_VERSION",
     "asr_section",
     "calibration_section",
     "classification_section",
@@ -493,5 +505,5 @@ __all__ = [
     "render_report",
     "write_plots",
     "write_report_from_predictions",
-    "write_results",
+    "write_results_and_report",
 ]

@@ -365,7 +365,7 @@ def plot_training_diagnostics(
     Returns:
         ``Path(output_path)``.
     """
-    train = [(e.get("step", i), e) for i, e in enumerate(log_history) if "loss" in e and "eval_loss" not in e]
+    train = [(e.get("step", i), e) for i, e in enumerate(log_history) if "eval_loss" not in e]
     panels = [
         ("router gates", [k for k in ("gate_lex", "gate_emo", "gate_spk") if any(k in e for _, e in train)]),
         ("adversary speaker accuracy", [k for k in ("adversary_accuracy",) if any(k in e for _, e in train)]),
