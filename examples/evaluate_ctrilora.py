@@ -25,6 +25,7 @@ import torch
 
 from hub_cards.run_folder import EvaluationFolder, RunFolder
 from modeling_ctrilora import WhisperForTriLoRA
+from modeling_ctrilora.hardware import warn_if_bf16_is_slow
 from trainer.evaluation.evaluate import evaluate_experiment
 from trainer.run import prepare_data, protocol, read_run_arguments
 
@@ -78,6 +79,8 @@ def main(argv: list[str] | None = None) -> dict:
         )
     log_history = json.loads(run.trainer_state.read_text())["log_history"] if run.trainer_state.is_file() else None
     evaluation = EvaluationFolder(args.output_dir) if args.output_dir else run.evaluation
+    if args.bf16:
+        warn_if_bf16_is_slow(model.device)
     start = time.perf_counter()
     with torch.autocast(device_type=model.device.type, dtype=torch.bfloat16, enabled=args.bf16):
         results = evaluate_experiment(
