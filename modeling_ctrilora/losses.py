@@ -45,9 +45,12 @@ def _wide(tensor: torch.Tensor) -> torch.Tensor:
 
 
 def covariance(features: torch.Tensor) -> torch.Tensor:
-    """Unbiased covariance (d, d) of `features` (n, d), n ≥ 2 (rows are examples), as in Deep CORAL."""
-    centred = features - features.mean(dim=0, keepdim=True)
-    return centred.T @ centred / (features.shape[0] - 1)
+    """Unbiased covariance (d, d) of `features` (n, d), n ≥ 2 (rows are examples), as in Deep CORAL; in fp32 (or
+    fp64) also inside autocast."""
+    with _fp32(features):
+        features = _wide(features)
+        centred = features - features.mean(dim=0, keepdim=True)
+        return centred.T @ centred / (features.shape[0] - 1)
 
 
 def coral_loss(source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -182,8 +185,9 @@ def coral_loss_from_covariances(source_covariance: torch.Tensor, target_covarian
             f"need two (d, d) covariances of one shape, got {tuple(source_covariance.shape)} and {tuple(target_covariance.shape)}"
         )
     dim = source_covariance.shape[0]
-    difference = source_covariance.float() - target_covariance.float()
-    return (difference**2).sum() / (4.0 * dim * dim)
+    with _fp32(source_covariance):
+        difference = _wide(source_covariance) - _wide(target_covariance)
+        return (difference**2).sum() / (4.0 * dim * dim)
 
 
 def entropy(probabilities: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
