@@ -21,7 +21,7 @@ from transformers import AutoConfig, WhisperFeatureExtractor, WhisperTokenizer
 
 from hub_cards.run_folder import RunFolder
 
-from .data.corpora import load_corpus
+from .data.corpora import clip_fingerprint, load_corpus
 from .data.features import CTriLoRACollator, add_log_mel
 from .data.labels import make_label_maps, make_speaker_map, shared_classes
 from .data.sampler import build_transcript_vocab
@@ -158,16 +158,30 @@ def _language(dataset: datasets.Dataset, given: str | None, role: str) -> str:
     return found[0] if found else ""
 
 
+# Bumped when the cache key changes meaning: version 1 keyed on paths only and could serve stale features.
+FEATURE_CACHE_VERSION = "log-mel-cache-2"
+
+
 def _cached_log_mel(dataset: datasets.Dataset, feature_extractor: WhisperFeatureExtractor) -> datasets.Dataset:
-    """Log-Mel features, cached under ~/.cache/ctrilora/features keyed by the clips and the extractor settings."""
-    digest = hashlib.sha256()
-    for path in dataset["path"]:
-        digest.update(path.encode("utf-8") + b"\n")
+    """Log-Mel features, cached under ~/.cache/ctrilora/features.
+
+    The key is every clip's path and content (:func:`trainer.data.corpora.clip_fingerprint`: size, mtime and a
+    sha256 of the file) plus the extractor settings, so a clip fixed or re-recorded at the same path is featurised
+    again. The log says whether the cache file was reused or written.
+    """
+    digest = hashlib.sha256(FEATURE_CACHE_VERSION.encode("utf-8") + b"\n")
+    for path, audio in zip(dataset["path"], dataset["audio"]):
+        digest.update(f"{path}\t{clip_fingerprint(audio)}\n".encode("utf-8"))
     digest.update(feature_extractor.to_json_string().encode("utf-8"))
     cache_dir = CACHE_HOME / "features"
     cache_dir.mkdir(parents=True, exist_ok=True)
+    cache_file = cache_dir / f"{digest.hexdigest()[:24]}.arrow"
     with PartialState().main_process_first():
-        return add_log_mel(dataset, feature_extractor, cache_file_name=str(cache_dir / f"{digest.hexdigest()[:24]}.arrow"))
+        if cache_file.is_file():
+            logger.info("log-Mel cache: reusing %s for %d clips", cache_file, dataset.num_rows)
+        else:
+            logger.info("log-Mel cache: computing features of %d clips into %s", dataset.num_rows, cache_file)
+        return add_log_mel(dataset, feature_extractor, cache_file_name=str(cache_file))
 
 
 def _splits(dataset: datasets.Dataset, path: Path, make: Any, metadata: dict[str, Any]) -> dict[str, list[int]]:

@@ -50,6 +50,7 @@ from modeling_ctrilora import WhisperForTriLoRA
 from modeling_ctrilora.modeling_ctrilora import IGNORE_INDEX
 
 from trainer import run
+from trainer.data.corpora import clip_fingerprint
 from .evaluate import Predictions, write_report_from_predictions
 from .metrics import classification_report_dict
 
@@ -61,7 +62,7 @@ SPLITS: tuple[str, ...] = ("source_train", "source_validation", "source_test", "
 # d_model = 512 features) to nearly unregularised.
 DEFAULT_C_GRID: tuple[float, ...] = (1e-3, 1e-2, 1e-1, 1.0, 10.0)
 # Part of the feature-cache key: change it whenever what is extracted per clip changes.
-FEATURE_VERSION = "whisper-encoder-layer-masked-mean-v1"
+FEATURE_VERSION = "whisper-encoder-layer-masked-mean-v2"  # v2: keyed on clip content, not paths only
 
 
 # ------------------------------------------------------------------------------------------------------- CORAL
@@ -197,7 +198,8 @@ def cached_layer_features(
     """Pooled layer states of the splits of one corpus, extracted once per clip and cached on disk.
 
     The cache holds the union of the splits' clips (a transductive target uses each clip twice), keyed by the
-    sorted clip paths, `feature_extractor_settings` (its JSON), the encoder-weight digest and `FEATURE_VERSION` —
+    sorted clip paths and their content (`trainer.data.corpora.clip_fingerprint`), `feature_extractor_settings` (its
+    JSON), the encoder-weight digest and `FEATURE_VERSION` —
     so stratified / speaker-independent, transductive or not, with or without CORAL all reuse one file.
 
     Args:
@@ -212,9 +214,15 @@ def cached_layer_features(
             raise KeyError(f"split {name!r} has no 'path' column to key the feature cache on")
     paths_by_split = {name: [str(path) for path in dataset["path"]] for name, dataset in splits.items()}
     union = sorted({path for paths in paths_by_split.values() for path in paths})
+    # Each clip's content too (size, mtime, sha256 of the file): a clip fixed at the same path gets a new key.
+    audio_by_path = {}
+    for dataset in splits.values():
+        if "audio" in dataset.column_names:
+            audio_by_path.update(zip((str(path) for path in dataset["path"]), dataset["audio"]))
     digest = hashlib.sha256()
     for path in union:
-        digest.update(path.encode("utf-8") + b"\n")
+        content = clip_fingerprint(audio_by_path[path]) if path in audio_by_path else "no-audio-column"
+        digest.update(f"{path}\t{content}\n".encode("utf-8"))
     digest.update(feature_extractor_settings.encode("utf-8"))
     digest.update(encoder_fingerprint(model).encode("utf-8"))
     digest.update(FEATURE_VERSION.encode("utf-8"))
