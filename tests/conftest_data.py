@@ -112,7 +112,7 @@ def make_kazemotts(
             for n in range(per_emotion):
                 subset = "train" if n % 2 == 0 else "eval"
                 stem = os.path.join(root, speaker, subset, f"{speaker}_{emotion}_{n}")
-                write_clip(stem + ".wav", 0.3, 22_050, freq=300.0 + 40 * e, seed=s * 10 + e)
+                write_clip(stem + ".wav", 0.3, 22_050, freq=300.0 + 40 * e, seed=s * 10 + e + 1000 * n)
                 if with_transcripts:
                     with open(stem + ".txt", "w", encoding="utf-8") as handle:
                         handle.write(f"Сәлем әлем {n}\n")

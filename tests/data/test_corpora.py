@@ -189,6 +189,54 @@ def test_every_clip_bad_is_an_error(tmp_path):
         load_corpus(tmp_path / "c", on_bad_audio="ignore")
 
 
+# --- duplicates (issue 15, item 2) ---------------------------------------------------------------------------------
+
+
+def _with_duplicate_rows(root: Path) -> Path:
+    """A corpus whose metadata.csv repeats its 2nd and 3rd rows at the end (lines 6 and 7 repeat lines 3 and 4)."""
+    make_csv_corpus(root, speakers=("a", "b"), emotions=("sad", "happy"), transcripts=("x",))
+    lines = (root / "metadata.csv").read_text().splitlines()
+    (root / "metadata.csv").write_text("\n".join(lines + lines[2:4]) + "\n")
+    return root
+
+
+def test_duplicate_metadata_rows_are_an_error_naming_file_rows_and_path(tmp_path):
+    root = _with_duplicate_rows(tmp_path / "c")
+    with pytest.raises(ValueError) as info:
+        load_corpus(root)
+    message = str(info.value)
+    assert str(root / "metadata.csv") in message and "lines 3 and 6" in message and "wav/a/0_1.flac" in message
+    assert "on_bad_audio" in message  # says how to drop them instead
+
+
+def test_duplicate_rows_are_dropped_counted_and_reported_under_skip(tmp_path, caplog):
+    root = _with_duplicate_rows(tmp_path / "c")
+    with caplog.at_level(logging.WARNING, logger="trainer.data.corpora"):
+        ds, report = load_corpus(root, on_bad_audio="skip", return_report=True)
+    assert ds.num_rows == 4 and len(set(ds["path"])) == 4
+    assert report.num_rows == 6 and report.num_skipped == 2 and report.num_duplicates == 2
+    assert sorted(path for path, _ in report.skipped) == sorted(str(root / p) for p in ("wav/a/0_1.flac", "wav/b/0_0.wav"))
+    assert all("duplicate" in problem and "line" in problem for _, problem in report.skipped)
+    assert "4 of 6 clips loaded, 2 skipped (2 of them duplicates)" in ds.info.description
+    assert "skipped 2 of 6" in caplog.text
+
+
+def test_the_same_audio_under_two_paths_is_an_error_or_a_counted_drop(tmp_path):
+    root = tmp_path / "c"
+    make_csv_corpus(root, speakers=("a", "b"), emotions=("sad", "happy"), transcripts=("x",))
+    original = root / "wav" / "b" / "0_0.wav"
+    (root / "copy").mkdir()
+    (root / "copy" / "again.wav").write_bytes(original.read_bytes())
+    with open(root / "metadata.csv", "a", encoding="utf-8") as handle:
+        handle.write("copy/again.wav,sad,c,x,F\n")
+    with pytest.raises(ValueError) as info:
+        load_corpus(root)
+    assert "copy/again.wav" in str(info.value) and str(original) in str(info.value) and "same audio" in str(info.value)
+    ds, report = load_corpus(root, on_bad_audio="skip", return_report=True)
+    assert ds.num_rows == 4 and report.num_duplicates == 1
+    assert report.skipped[0][0] == str(root / "copy" / "again.wav") and str(original) in report.skipped[0][1]
+
+
 # --- decoding -----------------------------------------------------------------------------------------------------
 
 
@@ -269,7 +317,7 @@ def test_load_disk_dataset_with_audio_column(tmp_path):
 
 
 def test_load_disk_dataset_with_path_column_and_class_labels(tmp_path):
-    paths = [write_clip(tmp_path / "clips" / f"{i}.wav", 0.3) for i in range(3)]
+    paths = [write_clip(tmp_path / "clips" / f"{i}.wav", 0.3, seed=i) for i in range(3)]
     ds = datasets.Dataset.from_dict(
         {"path": [os.path.relpath(p, tmp_path / "disk") for p in paths], "label": [0, 1, 0],
          "speaker_id": ["a", "b", "a"], "text": ["x", "y", "x"]},

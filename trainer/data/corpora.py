@@ -91,6 +91,9 @@ AudioSource = str | os.PathLike | Mapping[str, Any]
 Format = Literal["auto", "csv", "kazemotts", "disk"]
 
 
+DUPLICATE = "duplicate"  # how the problem of a dropped duplicate row starts (LoadReport.num_duplicates counts them)
+
+
 class BadAudioError(ValueError):
     """A clip that cannot be used; ``str(error)`` is ``"<file>: <problem>"``.
 
@@ -131,11 +134,17 @@ class LoadReport:
     def num_loaded(self) -> int:
         return self.num_rows - self.num_skipped
 
+    @property
+    def num_duplicates(self) -> int:
+        """Skipped rows that repeated an earlier row's path or audio (their problem starts with ``"duplicate"``)."""
+        return sum(problem.startswith(DUPLICATE) for _, problem in self.skipped)
+
     def summary(self) -> str:
         """Human-readable report; the first line gives the counts, then one line per skipped clip."""
+        duplicates = f" ({self.num_duplicates} of them duplicates)" if self.num_duplicates else ""
         lines = [
             f"corpus {self.corpus!r} ({self.format}) from {self.source}: {self.num_loaded} of {self.num_rows} "
-            f"clips loaded, {self.num_skipped} skipped."
+            f"clips loaded, {self.num_skipped} skipped{duplicates}."
         ]
         lines += [f"skipped {path}: {problem}" for path, problem in self.skipped]
         return "\n".join(lines)
@@ -332,6 +341,9 @@ def _rows_from_csv(
                 raise ValueError(f"{where}: empty path")
             path = os.path.normpath(os.path.join(root, cells["path"]))
             rows.append(
+                _located(csv_path, f"line {reader.line_num}", cells["path"]),
+            )
+            rows[-1].update(
                 _row(
                     {"bytes": None, "path": path},
                     path,
@@ -346,6 +358,11 @@ def _rows_from_csv(
                 )
             )
     return rows
+
+
+def _located(source: str, where: str, name: str) -> dict[str, str]:
+    """Where a row comes from, for messages about duplicates (not dataset columns)."""
+    return {"_source": source, "_where": where, "_name": name}
 
 
 def _rows_from_kazemotts(
@@ -374,7 +391,8 @@ def _rows_from_kazemotts(
             missing_transcripts.append(path)
         gender = KAZEMOTTS_SPEAKERS.get(speaker, ("", ""))[1]
         audio = {"bytes": None, "path": path}
-        rows.append(
+        rows.append(_located(root, path, path))
+        rows[-1].update(
             _row(audio, path, emotion, speaker, transcript, gender, language or "kk", corpus, label_aliases, path)
         )
     if missing_transcripts:
@@ -452,7 +470,8 @@ def _rows_from_disk(
         if isinstance(emotion_feature, datasets.ClassLabel):
             emotion = emotion_feature.int2str(emotion) if emotion is not None and emotion >= 0 else ""
         path = (path_column and record[path_column]) or name
-        rows.append(
+        rows.append(_located(root, f"row {index}", path))
+        rows[-1].update(
             _row(
                 audio,
                 path,
@@ -467,6 +486,97 @@ def _rows_from_disk(
             )
         )
     return rows
+
+
+def _describe(row: dict[str, Any]) -> str:
+    where, name = row.get("_where"), row.get("_name")
+    return f"{where} ({name})" if where and name and name != where else (where or row["path"])
+
+
+def _both(first: dict[str, Any], row: dict[str, Any]) -> str:
+    """``"lines 3 and 6"`` (``"rows …"`` for a save_to_disk folder) for two rows of one file."""
+    kind, _, number = first["_where"].partition(" ")
+    if kind in ("line", "row") and row["_where"].startswith(kind + " "):
+        return f"{kind}s {number} and {row['_where'].partition(' ')[2]}"
+    return f"{first['_where']} and {row['_where']}"
+
+
+def _encoded_size(audio: Mapping[str, Any]) -> int | None:
+    if audio.get("bytes") is not None:
+        return len(audio["bytes"])
+    try:
+        return os.stat(audio["path"]).st_size
+    except (OSError, TypeError):
+        return None  # a missing file: _validate reports it
+
+
+def _find_duplicates(rows: list[dict[str, Any]]) -> list[tuple[dict[str, Any], dict[str, Any], str]]:
+    """``(row, earlier row, what they share)`` for every row that repeats an earlier row's path or audio.
+
+    The same audio is byte-identical files (or embedded bytes): only clips of equal encoded size are hashed, so a
+    corpus without same-size files reads nothing more. The same recording stored in two encodings is not detected.
+    """
+    duplicates, first_by_path, unique = [], {}, []
+    for row in rows:
+        first = first_by_path.setdefault(row["path"], row)
+        if first is row:
+            unique.append(row)
+        else:
+            duplicates.append((row, first, "same path"))
+    by_size: dict[int, list[dict[str, Any]]] = {}
+    for row in unique:
+        size = _encoded_size(row["audio"])
+        if size is not None:
+            by_size.setdefault(size, []).append(row)
+    for group in by_size.values():
+        if len(group) < 2:
+            continue
+        first_by_content: dict[str, dict[str, Any]] = {}
+        for row in group:
+            try:
+                content = clip_fingerprint(row["audio"]).rpartition(":")[2]
+            except BadAudioError:
+                continue  # unreadable: _validate reports it
+            first = first_by_content.setdefault(content, row)
+            if first is not row:
+                duplicates.append((row, first, "same audio"))
+    return duplicates
+
+
+def _drop_duplicates(rows: list[dict[str, Any]], on_bad_audio: str, report: LoadReport) -> list[dict[str, Any]]:
+    """Raise on rows that repeat a clip (a repeated clip can land in train and test at once), or drop and count them.
+
+    The first occurrence is kept; under ``on_bad_audio="skip"`` each later one is added to ``report.skipped`` with
+    a problem starting with ``"duplicate"``.
+    """
+    duplicates = _find_duplicates(rows)
+    if not duplicates:
+        return rows
+    if on_bad_audio == "error":
+        lines = []
+        for row, first, shared in duplicates[:10]:
+            if shared == "same path":
+                lines.append(f"  {first['_source']}: {_both(first, row)} list the same clip {first['_name']}")
+            elif first["_where"] == first["path"]:
+                lines.append(f"  {first['path']} and {row['path']} hold the same audio (byte-identical)")
+            else:
+                lines.append(f"  {first['_source']}: {_both(first, row)} hold the same audio ({first['path']} and "
+                             f"{row['path']} are byte-identical)")
+        more = f"\n  ... and {len(duplicates) - 10} more" if len(duplicates) > 10 else ""
+        raise ValueError(
+            f"{report.source}: {len(duplicates)} row(s) repeat an earlier clip; a repeated clip can be split into "
+            "train and test at once. Remove the repeated rows, or pass on_bad_audio='skip' (--on_bad_audio skip) "
+            "to keep the first of each and drop, count and report the others:\n" + "\n".join(lines) + more
+        )
+    dropped = set()
+    for row, first, shared in duplicates:
+        dropped.add(id(row))
+        if shared == "same path":
+            problem = f"{DUPLICATE} of {_describe(first)} (same path, repeated at {row['_where']})"
+        else:
+            problem = f"{DUPLICATE}: same audio as {first['path']} ({_describe(first)})"
+        report.skipped.append((row["path"], problem))
+    return [row for row in rows if id(row) not in dropped]
 
 
 def _validate(rows: list[dict[str, Any]], on_bad_audio: str, report: LoadReport) -> list[dict[str, Any]]:
@@ -578,6 +688,7 @@ def load_corpus(
     if not rows:
         raise ValueError(f"{path}: the corpus lists no clip")
     report = LoadReport(corpus=corpus, source=path, format=detected, num_rows=len(rows))
+    rows = _drop_duplicates(rows, on_bad_audio, report)
     rows = _validate(rows, on_bad_audio, report)
     if not rows:
         raise ValueError(f"{path}: every clip was skipped as bad audio:\n{report.summary()}")
