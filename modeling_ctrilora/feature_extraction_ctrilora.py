@@ -54,7 +54,7 @@ class BadAudioError(AudioInputError):
 
     Attributes:
         path: the file (or the name of embedded audio bytes / an array).
-        problem: what is wrong, e.g. ``"no such file"``.
+        problem: what is wrong, e.g. ``"file not found"``.
     """
 
     def __init__(self, path: str, problem: str) -> None:
@@ -76,20 +76,20 @@ def read_audio(source: AudioSource) -> tuple[np.ndarray, int]:
     """Decode `source` to ``(frames, channels)`` float32 at the file's own rate (bytes win over a path).
 
     Raises:
-        BadAudioError: ``"<file>: no such file"`` or ``"<file>: cannot decode audio (<reason>)"``.
+        BadAudioError: ``"<file>: file not found"`` or ``"<file>: unreadable audio (<reason>)"``.
     """
     name = source_name(source)
     payload = source if isinstance(source, bytes) else source.get("bytes") if isinstance(source, Mapping) else None
     if payload is None:
         if not name or not os.path.isfile(name):
-            raise BadAudioError(name, "no such file")
+            raise BadAudioError(name, "file not found")
         handle: Any = name
     else:
         handle = io.BytesIO(payload)
     try:
         data, sampling_rate = soundfile.read(handle, dtype="float32", always_2d=True)
     except (soundfile.LibsndfileError, RuntimeError, ValueError, TypeError) as error:
-        raise BadAudioError(name, f"cannot decode audio ({error})") from error
+        raise BadAudioError(name, f"unreadable audio ({error})") from error
     return data, int(sampling_rate)
 
 
@@ -108,10 +108,10 @@ def check_audio(samples: np.ndarray, sample_rate: int, source: str) -> np.ndarra
     samples = np.asarray(samples)
     if samples.ndim not in (1, 2):
         raise BadAudioError(source, f"expected (samples,) or (samples, channels) audio, got shape {samples.shape}")
+    if samples.size == 0:
+        raise BadAudioError(source, "empty audio (0 samples)")
     data = samples.reshape(samples.shape[0], -1)
     num_samples = data.shape[0]
-    if num_samples == 0 or data.shape[1] == 0:
-        raise BadAudioError(source, "empty audio (0 samples)")
     if num_samples * SAMPLING_RATE / sample_rate < MIN_SAMPLES:
         duration_ms = num_samples / sample_rate * 1000
         raise BadAudioError(
@@ -234,6 +234,7 @@ def detect_padding(input_features: torch.Tensor) -> torch.Tensor:
     silence (every bin at the floor) loses that silent tail; a clip with no trailing floor frame keeps every frame.
     At least one frame per clip stays real.
     """
+    input_features = input_features.float()
     last = input_features[:, :, -1:]
     constant = (input_features == last).all(dim=1)  # (B, T): frame equals the last frame in every bin
     at_floor = (last[:, 0, 0] - padding_floor(input_features)).abs() <= 1e-4

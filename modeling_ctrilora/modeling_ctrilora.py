@@ -19,9 +19,10 @@ from torch import nn
 from transformers import WhisperConfig, WhisperForConditionalGeneration
 from transformers import initialization as init
 from transformers.modeling_outputs import ModelOutput
-from transformers.models.whisper.modeling_whisper import WhisperModel, WhisperPreTrainedModel, shift_tokens_right
+from transformers.models.whisper.modeling_whisper import WhisperPreTrainedModel, shift_tokens_right
 
 from .configuration_ctrilora import CTriLoRAConfig
+from .feature_extraction_ctrilora import apply_frame_rule, detect_padding, even_frames
 from .losses import (
     coral_loss,
     coral_loss_from_covariances,
@@ -34,6 +35,7 @@ from .losses import (
     uniform_confusion_loss,
     weighted_cross_entropy_per_example,
 )
+from .modeling_backbone import CTriLoRAWhisperModel, additive_key_mask
 from .presets import resolve_preset
 
 FACTOR_NAMES = ("lex", "emo", "spk")
@@ -268,9 +270,11 @@ class WhisperForTriLoRA(WhisperPreTrainedModel):
     decoder cross-attending to FiLM(z_lex)-modulated encoder states. The pooled state is standardised per dimension
     (`config.pooled_normalization`) before the router.
 
-    Inputs are Whisper log-Mel features of any even length T ≤ 2·max_source_positions (3000 for real Whisper) with a
+    Inputs are Whisper log-Mel features of any length T ≤ 2·max_source_positions (3000 for real Whisper) with a
     frame `attention_mask`; positions are sliced to T/2 and padded frames are masked in the encoder's self-attention,
     in the decoder's cross-attention and in pooling, so a clip's outputs do not depend on what it is batched with.
+    The stock `WhisperFeatureExtractor` output works as it comes (`prepare_features`):
+    `model(**feature_extractor(audio, sampling_rate=16000, return_attention_mask=True, return_tensors="pt"))`.
 
     Example:
         >>> from modeling_ctrilora import WhisperForTriLoRA
@@ -289,7 +293,7 @@ class WhisperForTriLoRA(WhisperPreTrainedModel):
     def __init__(self, config: CTriLoRAConfig):
         super().__init__(config)
         self.preset = resolve_preset(config.preset)
-        self.model = WhisperModel(config)
+        self.model = CTriLoRAWhisperModel(config)
         if config.pooled_normalization != "none":
             self.pooled_standardization = PooledStandardization(
                 config.d_model, per_dimension=config.pooled_normalization == "batch"
@@ -429,7 +433,30 @@ class WhisperForTriLoRA(WhisperPreTrainedModel):
         return self.model.decoder.embed_tokens
 
     # ------------------------------------------------------------------------------------------------- encoder
-    def _check_features(self, input_features: torch.Tensor, attention_mask: torch.Tensor | None, name: str) -> None:
+    def prepare_features(
+        self, input_features: torch.Tensor, attention_mask: torch.Tensor | None = None, name: str = "input_features"
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Check a log-Mel batch and bring it to what the encoder runs on; takes the stock extractor's output as it comes.
+
+        With `config.input_padding="short"`:
+
+        - an `attention_mask` (the project's collator, or `feature_extractor(..., return_attention_mask=True)`, whose
+          mask is frame-level): the batch is sliced to its longest real clip, so 3000 stock frames run at the true
+          length;
+        - an odd frame count (`feature_extractor(..., padding="longest")` for about half of all clips): the frame
+          rule of `feature_extraction_ctrilora`, one zero frame appended and masked;
+        - no mask and the full 2·max_source_positions frames (`feature_extractor(audio, return_tensors="pt")`): the
+          stock extractor zero-pads the waveform, so padded frames hold the clip's log-Mel floor in every mel bin;
+          `detect_padding` finds that trailing run and masks it (a clip ending in digital silence loses that tail).
+
+        `"pad_to_30s"` takes exactly 2·max_source_positions frames, as stock Whisper does.
+
+        Returns:
+            `(input_features, attention_mask)`; the mask is `None` only when every frame is real.
+
+        Raises:
+            ValueError: wrong rank or mel bins, too many frames, a mask of the wrong shape or without a real frame.
+        """
         if input_features.dim() != 3:
             raise ValueError(f"{name} must be (batch, mel_bins, frames), got shape {tuple(input_features.shape)}")
         batch, mel_bins, frames = input_features.shape
@@ -446,8 +473,6 @@ class WhisperForTriLoRA(WhisperPreTrainedModel):
             )
         if frames > max_frames:
             raise ValueError(f"{name} has {frames} frames; at most {max_frames} (30 s) are supported")
-        if frames % 2:
-            raise ValueError(f"{name} has an odd number of frames ({frames}); Whisper's stride-2 conv needs an even count")
         if attention_mask is not None:
             if tuple(attention_mask.shape) != (batch, frames):
                 raise ValueError(
@@ -456,15 +481,27 @@ class WhisperForTriLoRA(WhisperPreTrainedModel):
             empty = (attention_mask.sum(-1) == 0).nonzero().flatten().tolist()
             if empty:
                 raise ValueError(f"attention_mask for {name} marks no real frame in rows {empty}")
+        if self.config.input_padding == "pad_to_30s":
+            return input_features, attention_mask
+        if attention_mask is None and frames == max_frames:
+            attention_mask = detect_padding(input_features)
+        if attention_mask is not None:
+            positions = torch.arange(1, frames + 1, device=attention_mask.device)
+            keep = even_frames(int((attention_mask.bool() * positions).amax()))
+            if keep < frames:
+                input_features, attention_mask = input_features[..., :keep], attention_mask[:, :keep]
+        return apply_frame_rule(input_features, attention_mask)
 
     def encode(
         self, input_features: torch.Tensor, attention_mask: torch.Tensor | None = None, output_layers: bool = False
     ) -> tuple[torch.Tensor, ...]:
-        """Run the Whisper encoder at the clip's true length.
+        """Run the Whisper encoder (`CTriLoRAEncoder`) at the clip's true length.
 
         Args:
-            input_features: (B, n_mels, T) log-Mel, T even, T ≤ 2·max_source_positions.
-            attention_mask: (B, T), 1 = real frame; `None` = every frame is real.
+            input_features: (B, n_mels, T) log-Mel, T ≤ 2·max_source_positions; the stock extractor's output as it
+                comes (see `prepare_features`).
+            attention_mask: (B, T), 1 = real frame; `None` = every frame is real (or, for the stock 30 s window under
+                `input_padding="short"`, the trailing padding frames are found, see `prepare_features`).
             output_layers: also return every layer's output (the last one after the final layer norm, as in
                 transformers' `hidden_states`).
 
@@ -472,36 +509,11 @@ class WhisperForTriLoRA(WhisperPreTrainedModel):
             hidden states (B, T/2, d) after the final layer norm, and the position mask (B, T/2), `True` = real;
             with `output_layers`, a third item: the list of the L layers' outputs.
         """
-        encoder = self.model.encoder
-        features = input_features.to(encoder.conv1.weight.dtype)
-        frames = features.shape[-1]
-        if attention_mask is None:
-            attention_mask = torch.ones(features.shape[0], frames, dtype=torch.long, device=features.device)
-        frame_mask = attention_mask.to(features.device).bool()
-        short = self.config.input_padding == "short"
-        if short:
-            # Zeroing padded frames (and conv1's output there) makes the convs see exactly the zero padding they see
-            # when the clip is run alone, so real positions are unaffected by their batch-mates.
-            features = features * frame_mask[:, None, :]
-        hidden = nn.functional.gelu(encoder.conv1(features))
-        if short:
-            hidden = hidden * frame_mask[:, None, :]
-        hidden = nn.functional.gelu(encoder.conv2(hidden)).permute(0, 2, 1)
-        positions = hidden.shape[1]
-        real_frames = frame_mask.sum(-1)
-        position_mask = torch.arange(positions, device=hidden.device)[None, :] < ((real_frames + 1) // 2)[:, None]
-        hidden = hidden + encoder.embed_positions.weight[:positions]
-        hidden = nn.functional.dropout(hidden, p=encoder.dropout, training=self.training)
-        self_attention_mask = self._additive_key_mask(position_mask, hidden.dtype) if short else None
-        layer_outputs = []
-        for layer in encoder.layers:
-            if not (self.training and encoder.layerdrop > 0 and torch.rand([]) < encoder.layerdrop):
-                hidden = layer(hidden, self_attention_mask)
-            layer_outputs.append(hidden)
-        final = encoder.layer_norm(hidden)
+        input_features, attention_mask = self.prepare_features(input_features, attention_mask)
+        output = self.model.encoder(input_features, attention_mask, output_layers=output_layers)
         if output_layers:
-            return final, position_mask, [*layer_outputs[:-1], final]
-        return final, position_mask
+            return output.last_hidden_state, output.position_mask, list(output.layer_states)
+        return output.last_hidden_state, output.position_mask
 
     def pooled_state(self, input_features: torch.Tensor, attention_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
         """Encode and pool as `config.layer_pooling` says: (pooled (B, d), encoder states (B, S, d), position mask).
@@ -518,13 +530,6 @@ class WhisperForTriLoRA(WhisperPreTrainedModel):
             return pooled_layers.mean(1), states, position_mask
         weights = torch.softmax(self.layer_weights.float(), 0).to(pooled_layers.dtype)
         return (pooled_layers * weights[None, :, None]).sum(1), states, position_mask
-
-    @staticmethod
-    def _additive_key_mask(key_mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-        """(B, S) bool, True = attend → (B, 1, 1, S) additive mask (0 or the dtype's minimum)."""
-        additive = torch.zeros(key_mask.shape, dtype=dtype, device=key_mask.device)
-        additive = additive.masked_fill(~key_mask, torch.finfo(dtype).min)
-        return additive[:, None, None, :]
 
     @staticmethod
     def masked_mean(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -566,29 +571,13 @@ class WhisperForTriLoRA(WhisperPreTrainedModel):
     ) -> torch.Tensor:
         """Teacher-forced decoder → ASR logits (B, L, vocab); cross-attention skips padded encoder positions.
 
-        The stock `WhisperDecoder.forward` cannot take an encoder mask, so the layers are run here.
+        The decoder (`CTriLoRADecoder`) cross-attends to FiLM(z_lex)-modulated encoder states; the output projection
+        is tied to the token embedding, as in Whisper.
         """
-        decoder = self.model.decoder
-        length = decoder_input_ids.shape[1]
-        if length > self.config.max_target_positions:
-            raise ValueError(
-                f"decoder inputs have {length} tokens; the decoder holds at most {self.config.max_target_positions}"
-            )
         if self.preset.film and z_lex is not None:
             encoder_hidden_states = self.film(encoder_hidden_states, z_lex)
-        hidden = decoder.embed_tokens(decoder_input_ids) + decoder.embed_positions.weight[:length]
-        hidden = nn.functional.dropout(hidden, p=decoder.dropout, training=self.training)
-        causal = torch.full(
-            (length, length), torch.finfo(hidden.dtype).min, dtype=hidden.dtype, device=hidden.device
-        ).triu(1)[None, None]
-        cross_mask = self._additive_key_mask(position_mask, hidden.dtype)
-        for layer in decoder.layers:
-            if self.training and decoder.layerdrop > 0 and torch.rand([]) < decoder.layerdrop:
-                continue
-            hidden = layer(hidden, causal, encoder_hidden_states, encoder_attention_mask=cross_mask, cache=None, use_cache=False)
-        hidden = decoder.layer_norm(hidden)
-        # Whisper ties its output projection to the token embedding.
-        return nn.functional.linear(hidden, decoder.embed_tokens.weight)
+        hidden = self.model.decoder(decoder_input_ids, encoder_hidden_states, position_mask).last_hidden_state
+        return nn.functional.linear(hidden, self.model.decoder.embed_tokens.weight)
 
     # ------------------------------------------------------------------------------------------------- forward
     def _check_labels(self, labels: torch.Tensor | None, size: int, name: str) -> None:
@@ -626,18 +615,25 @@ class WhisperForTriLoRA(WhisperPreTrainedModel):
             target_input_features / target_attention_mask: an unlabeled target-corpus batch for CORAL; it is encoded
                 in the same pass (padding is masked, so batching them together changes no clip's outputs).
             feature_gatherer: applied to source and target z_emo before the CORAL covariances — the trainer passes
-                an all-gather (with gradients) under several processes; identity by default.
+                an all-gather (with gradients) under several processes; identity by default. CORAL stays in the
+                model rather than the Trainer because it is more than a covariance distance: the model scales the
+                CORAL inputs (`config.coral_input`, one source-batch scale for both domains) and keeps the running
+                target covariance buffer (`config.coral_covariance="running"`, saved with the checkpoint); computing
+                it in the Trainer would split one loss across two places. The gatherer is the one hook the
+                multi-process case needs.
             domain (`"in_domain"` or `"target"`): `"target"` standardises the pooled state with the statistics of
                 the target corpus stored by `fit_target_statistics` (inference on target-corpus audio).
         """
-        self._check_features(input_features, attention_mask, "input_features")
+        input_features, attention_mask = self.prepare_features(input_features, attention_mask, "input_features")
         batch = input_features.shape[0]
         weights = self.config.active_loss_weights
         features, mask = input_features, attention_mask
         has_target = target_input_features is not None
         separate_target = has_target and not self.config.target_encoder_gradients and torch.is_grad_enabled()
         if has_target:
-            self._check_features(target_input_features, target_attention_mask, "target_input_features")
+            target_input_features, target_attention_mask = self.prepare_features(
+                target_input_features, target_attention_mask, "target_input_features"
+            )
         if has_target and not separate_target:
             features, mask = self._concatenate_batches(input_features, attention_mask, target_input_features, target_attention_mask)
         pooled_all, encoder_states, position_mask = self.pooled_state(features, mask)
@@ -862,8 +858,8 @@ class WhisperForTriLoRA(WhisperPreTrainedModel):
         for batch in batches:
             features = batch["input_features"].to(device)
             mask = batch.get("attention_mask")
-            self._check_features(features, mask, "input_features")
-            pooled_batch, _, _ = self.pooled_state(features, None if mask is None else mask.to(device))
+            features, mask = self.prepare_features(features, None if mask is None else mask.to(device))
+            pooled_batch, _, _ = self.pooled_state(features, mask)
             pooled.append(pooled_batch.float())
         if not pooled:
             raise ValueError("fit_target_statistics got no batches")

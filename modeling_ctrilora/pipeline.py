@@ -4,10 +4,10 @@ The stock `AudioClassificationPipeline` pads every clip to Whisper's 30 s window
 encoder's work is padding on 2–5 s emotion clips, and a model with a shorter window rejects it), and scores with a
 plain softmax. For a `WhisperForTriLoRA` model, `CTriLoRAAudioClassificationPipeline` instead
 
-- reads files with soundfile (no ffmpeg), downmixes to mono and resamples to the feature extractor's rate with librosa;
-- extracts log-Mel features at the clip's true length (`padding="longest"`, padded to an even frame count, which
-  Whisper's stride-2 convolution needs) with the frame `attention_mask` — or the stock 30 s pad for a model configured
-  with `input_padding="pad_to_30s"`;
+- reads, checks and resamples audio and extracts log-Mel features with `feature_extraction_ctrilora`, the one
+  implementation training uses too: soundfile (no ffmpeg), mono, librosa's soxr to the extractor's rate, the clip's
+  true-length log-Mel with the frame rule (an odd frame count gets one masked zero frame) and the frame
+  `attention_mask` — or the stock 30 s pad for a model configured with `input_padding="pad_to_30s"`;
 - scores with `model.predict_emotion(..., domain=...)`: softmax after the fitted temperature, `"in_domain"` (source
   validation) or `"target"` (domain-adaptive).
 
@@ -25,18 +25,23 @@ Example:
 from __future__ import annotations
 
 import contextlib
-import io
 import logging as std_logging
 import os
 from typing import Any
 
-import librosa
 import numpy as np
-import soundfile
 import torch
-from transformers import AutoModelForAudioClassification, BatchFeature, FeatureExtractionMixin, PretrainedConfig
+from transformers import AutoModelForAudioClassification
 from transformers.pipelines import PIPELINE_REGISTRY, AudioClassificationPipeline
 
+from .feature_extraction_ctrilora import (
+    AudioInputError,
+    check_audio,
+    extract_features,
+    load_audio,
+    max_clip_samples,
+    resample,
+)
 from .hardware import warn_if_bf16_is_slow
 from .modeling_ctrilora import DOMAINS, WhisperForTriLoRA
 
@@ -45,92 +50,6 @@ TASK = "audio-classification"
 AUTOCAST_DTYPES = (torch.bfloat16, torch.float16)
 
 logger = std_logging.getLogger(__name__)
-
-
-class AudioInputError(ValueError):
-    """An audio input the model cannot take: missing, unreadable, empty, or longer than the model's window."""
-
-
-def load_audio(source: str | os.PathLike | bytes, sampling_rate: int = 16000) -> np.ndarray:
-    """Read an audio file (or its bytes) as mono float32 at `sampling_rate`.
-
-    soundfile decodes WAV/FLAC/OGG/MP3 without system FFmpeg; channels are averaged; librosa (soxr) resamples.
-
-    Raises:
-        AudioInputError: the file is missing, cannot be decoded, or holds no samples. The message names the file.
-
-    Example:
-        >>> audio = load_audio("clip.wav")  # doctest: +SKIP
-        >>> audio.dtype, audio.ndim  # doctest: +SKIP
-        (dtype('float32'), 1)
-    """
-    name = "<bytes>" if isinstance(source, bytes) else os.fspath(source)
-    if not isinstance(source, bytes) and not os.path.isfile(source):
-        raise AudioInputError(f"{name}: no such file")
-    try:
-        data, rate = soundfile.read(io.BytesIO(source) if isinstance(source, bytes) else source, dtype="float32",
-                                    always_2d=True)
-    except (soundfile.LibsndfileError, RuntimeError, TypeError) as error:
-        raise AudioInputError(f"{name}: cannot decode audio ({error})") from error
-    if data.size == 0:
-        raise AudioInputError(f"{name}: the file holds no audio samples")
-    return _resample(data.mean(axis=1), rate, sampling_rate)
-
-
-def _resample(audio: np.ndarray, rate: int, sampling_rate: int) -> np.ndarray:
-    if rate != sampling_rate:
-        audio = librosa.resample(audio, orig_sr=rate, target_sr=sampling_rate)
-    return np.ascontiguousarray(audio, dtype=np.float32)
-
-
-def max_clip_samples(config: PretrainedConfig, feature_extractor: FeatureExtractionMixin) -> int:
-    """Longest clip (in samples) the encoder takes: 2·max_source_positions mel frames (30 s for real Whisper)."""
-    return 2 * int(config.max_source_positions) * int(feature_extractor.hop_length)
-
-
-def extract_features(
-    feature_extractor: FeatureExtractionMixin, audio: np.ndarray, config: PretrainedConfig
-) -> BatchFeature:
-    """Whisper log-Mel features of one clip as `WhisperForTriLoRA` expects them.
-
-    `input_padding="short"` (default): true length, padded by at most one hop to an even frame count, with the frame
-    `attention_mask` marking the real frames. `"pad_to_30s"`: the stock path, padded to the full window.
-
-    Args:
-        feature_extractor: the checkpoint's `WhisperFeatureExtractor`.
-        audio: mono waveform at `feature_extractor.sampling_rate`.
-        config: the model's config (`max_source_positions`, `input_padding`).
-
-    Returns:
-        `input_features` (1, n_mels, T) and `attention_mask` (1, T) tensors.
-
-    Raises:
-        AudioInputError: the clip is longer than the model's window (Whisper: 30 s) — split it first.
-
-    Example:
-        >>> features = extract_features(feature_extractor, np.zeros(16000, np.float32), model.config)  # doctest: +SKIP
-        >>> features["input_features"].shape, int(features["attention_mask"].sum())  # doctest: +SKIP
-        (torch.Size([1, 80, 100]), 100)
-    """
-    limit = max_clip_samples(config, feature_extractor)
-    if len(audio) > limit:
-        rate = feature_extractor.sampling_rate
-        raise AudioInputError(
-            f"clip is {len(audio) / rate:.1f} s; this model takes at most {limit / rate:.1f} s (split the clip first)"
-        )
-    if len(audio) == 0:
-        raise AudioInputError("clip holds no audio samples")
-    if getattr(config, "input_padding", "short") == "pad_to_30s":
-        padding = {"padding": "max_length", "max_length": limit}
-    else:
-        padding = {"padding": "longest", "pad_to_multiple_of": 2 * int(feature_extractor.hop_length)}
-    return feature_extractor(
-        audio,
-        sampling_rate=feature_extractor.sampling_rate,
-        return_attention_mask=True,
-        return_tensors="pt",
-        **padding,
-    )
 
 
 class CTriLoRAAudioClassificationPipeline(AudioClassificationPipeline):
@@ -202,7 +121,7 @@ class CTriLoRAAudioClassificationPipeline(AudioClassificationPipeline):
         """Any accepted input → mono float32 waveform at the feature extractor's rate."""
         rate = self.feature_extractor.sampling_rate
         if isinstance(inputs, (str, os.PathLike, bytes)):
-            return load_audio(inputs, rate)
+            return load_audio(inputs, rate, max_seconds=None)  # the model's window is checked by extract_features
         if isinstance(inputs, dict):
             if "sampling_rate" not in inputs or not ("raw" in inputs or "array" in inputs):
                 raise ValueError(
@@ -217,7 +136,7 @@ class CTriLoRAAudioClassificationPipeline(AudioClassificationPipeline):
         waveform = np.asarray(waveform, dtype=np.float32)
         if waveform.ndim != 1:
             raise ValueError(f"expected a mono waveform (1-D), got shape {waveform.shape}")
-        return _resample(waveform, int(rate_in), rate)
+        return resample(check_audio(waveform, int(rate_in), "<array>"), int(rate_in), rate)
 
     def preprocess(self, inputs):
         if not self._is_ctrilora():

@@ -116,14 +116,16 @@ def test_pipeline_inputs_batching_and_errors(checkpoint, audio_files):
         classifier(audio_files["long"])
 
 
-def test_features_at_true_length_with_even_frames(checkpoint):
+def test_features_at_true_length_with_the_frame_rule(checkpoint):
     model = WhisperForTriLoRA.from_pretrained(checkpoint)
     feature_extractor = AutoFeatureExtractor.from_pretrained(checkpoint)
-    features = extract_features(feature_extractor, np.zeros(9700, np.float32), model.config)
+    audio = np.random.default_rng(0).standard_normal(9860).astype(np.float32)  # 9860 // 160 = 61 frames: odd
+    features = extract_features(feature_extractor, audio, model.config)
     assert features["input_features"].shape == (1, 80, 62) and int(features["attention_mask"].sum()) == 61
+    assert not features["input_features"][0, :, 61].any()  # one zero frame appended, masked (never a crop)
     model.config.input_padding = "pad_to_30s"  # the stock path pads to the whole window (100 frames here)
-    features = extract_features(feature_extractor, np.zeros(9700, np.float32), model.config)
-    assert features["input_features"].shape == (1, 80, 100) and int(features["attention_mask"].sum()) == 61
+    features = extract_features(feature_extractor, audio, model.config)
+    assert features["input_features"].shape == (1, 80, 100) and int(features["attention_mask"].sum()) == 62
     with pytest.raises(AudioInputError, match="clip is 1.5 s"):
         extract_features(feature_extractor, np.zeros(24000, np.float32), model.config)
 
@@ -131,9 +133,9 @@ def test_features_at_true_length_with_even_frames(checkpoint):
 def test_load_audio_downmixes_resamples_and_names_bad_files(audio_files):
     audio = load_audio(audio_files["stereo"])
     assert audio.dtype == np.float32 and audio.ndim == 1 and len(audio) == int(0.4 * RATE)
-    with pytest.raises(AudioInputError, match="missing.wav: no such file"):
+    with pytest.raises(AudioInputError, match="missing.wav: file not found"):
         load_audio(audio_files["missing"])
-    with pytest.raises(AudioInputError, match="corrupt.wav: cannot decode"):
+    with pytest.raises(AudioInputError, match="corrupt.wav: unreadable audio"):
         load_audio(audio_files["corrupt"])
 
 
@@ -185,8 +187,8 @@ def test_cli_predicts_good_files_and_names_bad_ones(checkpoint, audio_files, cap
         f"{audio_files['good']}: " + ", ".join(f"{item['label']} {item['score']:.3f}" for item in expected)
     ]
     errors = err.splitlines()
-    assert any(audio_files["corrupt"] in line and "cannot decode" in line for line in errors), err
-    assert any(audio_files["missing"] in line and "no such file" in line for line in errors), err
+    assert any(audio_files["corrupt"] in line and "unreadable audio" in line for line in errors), err
+    assert any(audio_files["missing"] in line and "file not found" in line for line in errors), err
     assert any(audio_files["long"] in line and "at most 1.0 s" in line for line in errors), err
 
 
@@ -194,13 +196,13 @@ def test_cli_json_with_transcripts(checkpoint, audio_files, capsys):
     status = main(["predict", audio_files["good"], audio_files["missing"], "--model", checkpoint, "--json",
                    "--domain", "target", "--transcribe", "--language", "kk", "--max_new_tokens", "4"])
     out, err = capsys.readouterr()
-    assert status == 1 and "missing.wav: no such file" in err
+    assert status == 1 and "missing.wav: file not found" in err
     good, missing = json.loads(out)
     expected = pipeline("audio-classification", model=checkpoint)(audio_files["good"], domain="target", top_k=1)[0]
     assert good["file"] == audio_files["good"] and good["error"] is None and good["domain"] == "target"
     assert good["emotion"] == expected["label"] and good["confidence"] == pytest.approx(expected["score"])
     assert isinstance(good["transcript"], str)
-    assert missing == {"file": audio_files["missing"], "error": f"{audio_files['missing']}: no such file"}
+    assert missing == {"file": audio_files["missing"], "error": f"{audio_files['missing']}: file not found"}
     assert main(["predict", audio_files["good"], "--model", checkpoint, "--json"]) == 0
     assert "transcript" not in json.loads(capsys.readouterr().out)[0]
 

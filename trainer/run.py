@@ -158,8 +158,9 @@ def _language(dataset: datasets.Dataset, given: str | None, role: str) -> str:
     return found[0] if found else ""
 
 
-# Bumped when the cache key changes meaning: version 1 keyed on paths only and could serve stale features.
-FEATURE_CACHE_VERSION = "log-mel-cache-2"
+# Bumped when the cache key or the features change meaning: version 1 keyed on paths only and could serve stale
+# features; version 2 cropped an odd frame count (the frame rule now pads it, modeling_ctrilora.feature_extraction_ctrilora).
+FEATURE_CACHE_VERSION = "log-mel-cache-3"
 
 
 def _cached_log_mel(dataset: datasets.Dataset, feature_extractor: WhisperFeatureExtractor) -> datasets.Dataset:

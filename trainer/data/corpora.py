@@ -10,7 +10,8 @@ Three on-disk layouts are understood (see :func:`load_corpus`):
 
 Every loader returns the columns of :data:`CORPUS_FEATURES`. ``audio`` is a ``datasets.Audio(decode=False)``
 column (``{"bytes", "path"}``): `datasets` ≥ 4 decodes audio through `torchcodec`, which needs system FFmpeg, so
-decoding is done here with `soundfile` (:func:`load_audio`) and resampled with `librosa` (soxr).
+clips are decoded, checked and resampled by :func:`load_audio`, the one implementation of
+:mod:`modeling_ctrilora.feature_extraction_ctrilora` that inference uses too.
 
 Bad clips (missing, unreadable, empty, too short, all-zero, NaN/inf samples, longer than 30 s) raise
 :class:`BadAudioError` naming the file and the problem; with ``on_bad_audio="skip"`` they are dropped, each one
@@ -38,18 +39,23 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, overload
 
 import datasets
-import librosa
 import numpy as np
-import soundfile as sf
 
+from modeling_ctrilora.feature_extraction_ctrilora import (
+    MAX_SECONDS,
+    MIN_SAMPLES,
+    SAMPLING_RATE,
+    BadAudioError,
+    check_audio,
+    check_duration,
+    load_audio,
+    read_audio,
+    source_name,
+)
 from trainer.data.labels import harmonize_label
 
 logger = logging.getLogger(__name__)
 
-SAMPLING_RATE = 16_000
-MAX_SECONDS = 30.0  # Whisper's encoder window; a longer clip cannot be encoded whole.
-# Two mel frames (20 ms): Whisper's stride-2 convolution turns them into one encoder position, the minimum.
-MIN_SAMPLES = 2 * 160
 
 CORPUS_FEATURES = datasets.Features(
     {
@@ -94,20 +100,6 @@ Format = Literal["auto", "csv", "kazemotts", "disk"]
 DUPLICATE = "duplicate"  # how the problem of a dropped duplicate row starts (LoadReport.num_duplicates counts them)
 
 
-class BadAudioError(ValueError):
-    """A clip that cannot be used; ``str(error)`` is ``"<file>: <problem>"``.
-
-    Attributes:
-        path: the file (or the name of embedded audio bytes).
-        problem: what is wrong, e.g. ``"file not found"``.
-    """
-
-    def __init__(self, path: str, problem: str) -> None:
-        self.path = path
-        self.problem = problem
-        super().__init__(f"{path}: {problem}")
-
-
 @dataclass
 class LoadReport:
     """What :func:`load_corpus` loaded and what it skipped.
@@ -150,50 +142,7 @@ class LoadReport:
         return "\n".join(lines)
 
 
-def _source_name(source: AudioSource) -> str:
-    if isinstance(source, Mapping):
-        return str(source.get("path") or "<embedded audio bytes>")
-    return os.fspath(source)
-
-
-def _read(source: AudioSource) -> tuple[np.ndarray, int]:
-    """Decode to ``(frames, channels)`` float32 at the file's own rate; errors name the file."""
-    name = _source_name(source)
-    payload = source.get("bytes") if isinstance(source, Mapping) else None
-    if payload is None:
-        if not name or not os.path.isfile(name):
-            raise BadAudioError(name, "file not found")
-        handle: Any = name
-    else:
-        handle = io.BytesIO(payload)
-    try:
-        data, sampling_rate = sf.read(handle, dtype="float32", always_2d=True)
-    except (sf.SoundFileError, RuntimeError, ValueError, TypeError) as error:
-        raise BadAudioError(name, f"unreadable audio ({error})") from error
-    return data, int(sampling_rate)
-
-
-def _checked_mono(data: np.ndarray, sampling_rate: int, name: str) -> np.ndarray:
-    """Apply every clip-level check, return the mono mix (channel mean)."""
-    num_samples = data.shape[0]
-    if num_samples == 0:
-        raise BadAudioError(name, "empty audio (0 samples)")
-    duration = num_samples / sampling_rate
-    if duration > MAX_SECONDS:
-        raise BadAudioError(name, f"clip is {duration:.2f} s long; Whisper encodes at most {MAX_SECONDS:.0f} s")
-    if num_samples * SAMPLING_RATE / sampling_rate < MIN_SAMPLES:
-        raise BadAudioError(
-            name, f"clip is too short ({duration * 1000:.1f} ms; at least {MIN_SAMPLES / SAMPLING_RATE * 1000:.0f} ms)"
-        )
-    if not np.isfinite(data).all():
-        raise BadAudioError(name, "audio contains NaN or infinite samples")
-    mono = data.mean(axis=1)
-    if not np.any(mono):
-        raise BadAudioError(name, "digital silence: every sample of the clip is zero")
-    return mono
-
-
-def check_audio(source: AudioSource) -> float:
+def check_clip(source: AudioSource) -> float:
     """Decode a clip once and apply every check of :func:`load_audio`, without resampling.
 
     Returns:
@@ -202,8 +151,10 @@ def check_audio(source: AudioSource) -> float:
     Raises:
         BadAudioError: as :func:`load_audio`.
     """
-    data, sampling_rate = _read(source)
-    _checked_mono(data, sampling_rate, _source_name(source))
+    data, sampling_rate = read_audio(source)
+    name = source_name(source)
+    check_audio(data, sampling_rate, name)
+    check_duration(data.shape[0], sampling_rate, name)
     return data.shape[0] / sampling_rate
 
 
@@ -219,7 +170,7 @@ def clip_fingerprint(source: AudioSource) -> str:
     payload = source.get("bytes") if isinstance(source, Mapping) else None
     if payload is not None:
         return "bytes:" + hashlib.sha256(payload).hexdigest()
-    name = _source_name(source)
+    name = source_name(source)
     try:
         stat = os.stat(name)
         digest = hashlib.sha256()
@@ -229,31 +180,6 @@ def clip_fingerprint(source: AudioSource) -> str:
     except OSError as error:
         raise BadAudioError(name, f"cannot read the file ({error.strerror or error})") from error
     return f"{stat.st_size}:{stat.st_mtime_ns}:{digest.hexdigest()}"
-
-
-def load_audio(source: AudioSource, target_sr: int = SAMPLING_RATE) -> np.ndarray:
-    """Decode a clip to mono float32 at `target_sr`.
-
-    Args:
-        source: a file path, or an ``Audio(decode=False)`` value ``{"bytes": ..., "path": ...}`` (bytes win when
-            present).
-        target_sr: output sampling rate; other rates are resampled with librosa's soxr (``soxr_hq``).
-
-    Returns:
-        ``(num_samples,)`` float32 array; stereo is averaged to mono.
-
-    Raises:
-        BadAudioError: missing or unreadable file, empty or shorter than 20 ms, longer than 30 s, NaN/inf samples,
-            or digital silence over the whole clip. The message names the file.
-
-    Example:
-        >>> load_audio("clip_22k_stereo.wav").shape  # 1 s at 22.05 kHz -> (16000,)  # doctest: +SKIP
-    """
-    data, sampling_rate = _read(source)
-    mono = _checked_mono(data, sampling_rate, _source_name(source))
-    if sampling_rate != target_sr:
-        mono = librosa.resample(mono, orig_sr=sampling_rate, target_sr=target_sr, res_type="soxr_hq")
-    return np.ascontiguousarray(mono, dtype=np.float32)
 
 
 def detect_format(path: str | os.PathLike) -> str:
@@ -583,7 +509,7 @@ def _validate(rows: list[dict[str, Any]], on_bad_audio: str, report: LoadReport)
     kept = []
     for row in rows:
         try:
-            check_audio(row["audio"])
+            check_clip(row["audio"])
         except BadAudioError as error:
             if on_bad_audio == "error":
                 raise
@@ -714,7 +640,7 @@ __all__ = [
     "SAMPLING_RATE",
     "BadAudioError",
     "LoadReport",
-    "check_audio",
+    "check_clip",
     "clip_fingerprint",
     "detect_format",
     "load_audio",

@@ -1,22 +1,21 @@
 """Whisper log-Mel features at true clip length, and the batch collator of `WhisperForTriLoRA`.
 
-Stock Whisper pads every clip to 30 s (3000 frames); emotion clips last 2–5 s. :func:`add_log_mel` computes the
-features of each clip at its own length instead, with Whisper's own `WhisperFeatureExtractor`
-(``padding="longest"`` on a single clip = no padding). For ``L`` samples at 16 kHz the extractor returns
-``L // 160`` frames (the STFT's ``L // 160 + 1`` frames minus the last one, as in Whisper); Whisper's encoder halves
-the frame rate with a stride-2 convolution and rejects odd counts, so an odd count drops its last frame:
+Stock Whisper pads every clip to 30 s (3000 frames); emotion clips last 2–5 s. :func:`add_log_mel` stores the
+features of each clip at its own length instead, computed by the one audio → log-Mel implementation of
+:mod:`modeling_ctrilora.feature_extraction_ctrilora` that evaluation, the pipeline and the CLI use too: ``L // 160``
+frames for ``L`` samples at 16 kHz, e.g. 2.0 s -> 200 frames, 1.015 s (16240 samples) -> 101.
 
-    num_frames = 2 * ((L // 160) // 2)        # e.g. 2.0 s -> 200 frames, 1.005 s (16080 samples) -> 100
-
-:class:`CTriLoRACollator` pads a batch of such rows into the tensors the model's ``forward`` takes.
+:class:`CTriLoRACollator` pads a batch of such rows into the tensors the model's ``forward`` takes, with the frame
+rule of that module: Whisper's stride-2 convolution needs an even frame count, so an odd count gets one zero frame,
+masked out (padded, never cropped).
 
 Example:
     >>> from transformers import WhisperFeatureExtractor, WhisperTokenizer
     >>> fe = WhisperFeatureExtractor.from_pretrained(base_model)  # doctest: +SKIP
-    >>> train = add_log_mel(train, fe)  # adds input_features (80, T) and num_frames  # doctest: +SKIP
+    >>> train = add_log_mel(train, fe)  # adds input_features (80, T) and num_frames = T  # doctest: +SKIP
     >>> collator = CTriLoRACollator(tokenizer, label2id, speaker2id, transcript2id)  # doctest: +SKIP
     >>> batch = collator([train[i] for i in range(8)])  # doctest: +SKIP
-    >>> batch["input_features"].shape  # (8, 80, longest clip's num_frames)  # doctest: +SKIP
+    >>> batch["input_features"].shape  # (8, 80, longest clip's num_frames rounded up to even)  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -30,15 +29,11 @@ import numpy as np
 import torch
 from transformers import PreTrainedTokenizerBase, WhisperFeatureExtractor
 
+from modeling_ctrilora.feature_extraction_ctrilora import LOG_MEL_RANGE, LOG_MEL_SILENCE, load_audio, log_mel, pad_frames
 from modeling_ctrilora.modeling_ctrilora import IGNORE_INDEX
-from trainer.data.corpora import load_audio
 from trainer.data.sampler import normalize_transcript
 
 WHISPER_MAX_FRAMES = 3000  # 30 s at a 10 ms hop: the stock encoder's only accepted length.
-# Whisper's log-Mel is clamped at (max - 8) in log10 units then mapped by (x + 4) / 4, so its floor sits 2.0 below
-# the clip's maximum, and never below the value of digital silence, log10(1e-10) -> (-10 + 4) / 4.
-_LOG_MEL_RANGE = 2.0
-_LOG_MEL_SILENCE = -1.5
 
 COLLATOR_KEYS: tuple[str, ...] = (
     "input_features",
@@ -48,28 +43,6 @@ COLLATOR_KEYS: tuple[str, ...] = (
     "asr_labels",
     "transcript_ids",
 )
-
-
-def log_mel(audio: np.ndarray, feature_extractor: WhisperFeatureExtractor) -> np.ndarray:
-    """Whisper log-Mel of one clip at its true length, cropped to an even frame count.
-
-    Args:
-        audio: ``(num_samples,)`` float32 mono at ``feature_extractor.sampling_rate`` (see
-            :func:`trainer.data.corpora.load_audio`).
-        feature_extractor: a `WhisperFeatureExtractor` (its ``feature_size`` gives ``n_mels``).
-
-    Returns:
-        ``(n_mels, T)`` float32 with ``T = 2 * ((num_samples // hop_length) // 2)``.
-    """
-    features = feature_extractor(
-        audio,
-        sampling_rate=feature_extractor.sampling_rate,
-        padding="longest",
-        return_attention_mask=False,
-        return_tensors="np",
-    )["input_features"][0]
-    even = features.shape[-1] - features.shape[-1] % 2
-    return np.ascontiguousarray(features[:, :even], dtype=np.float32)
 
 
 def _log_mel_row(row: dict[str, Any], feature_extractor: WhisperFeatureExtractor) -> dict[str, Any]:
@@ -87,8 +60,8 @@ def add_log_mel(
 ) -> datasets.Dataset:
     """Add ``input_features`` (``(n_mels, T)`` float32) and ``num_frames`` (``T``) to every row.
 
-    Audio is decoded with :func:`trainer.data.corpora.load_audio` (a bad clip raises its `BadAudioError`, naming the
-    file), features come from :func:`log_mel`. The result is cached by `datasets`: a dataset backed by cache
+    Audio is decoded with :func:`~modeling_ctrilora.feature_extraction_ctrilora.load_audio` (a bad clip raises its
+    `BadAudioError`, naming the file), features come from its :func:`log_mel`. The result is cached by `datasets`: a dataset backed by cache
     files (``load_from_disk``, or after any earlier cached ``map``) is reused on the next call with the same
     extractor; an in-memory dataset (as returned by ``load_corpus``) is cached when `cache_file_name` is given.
 
@@ -100,7 +73,7 @@ def add_log_mel(
         load_from_cache_file: reuse a matching cache file when there is one.
 
     Returns:
-        The dataset with two more columns; ``num_frames`` is even (see the module docstring).
+        The dataset with two more columns; ``num_frames`` is the clip's true frame count (odd or even).
     """
     features = ds.features.copy()
     # Sequence (not List) keeps datasets 3.x working; on datasets >= 4 it is the same List(List(float32)) type.
@@ -117,27 +90,6 @@ def add_log_mel(
     )
 
 
-def pad_frames(features: Sequence[np.ndarray], total: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Zero-pad ``(n_mels, T_i)`` log-Mels into one batch and its frame mask.
-
-    Args:
-        features: one float32 array per clip.
-        total: padded frame count; default the longest clip, rounded up to even (Whisper's stride-2 convolution).
-
-    Returns:
-        ``(B, n_mels, total)`` float32 features, zero after each clip, and the ``(B, total)`` long frame mask, 1 on
-        real frames.
-    """
-    lengths = [feature.shape[-1] for feature in features]
-    total = max(lengths) + max(lengths) % 2 if total is None else total
-    batch = torch.zeros((len(features), features[0].shape[0], total), dtype=torch.float32)
-    mask = torch.zeros((len(features), total), dtype=torch.long)
-    for index, (feature, length) in enumerate(zip(features, lengths)):
-        batch[index, :, :length] = torch.from_numpy(np.asarray(feature, dtype=np.float32))
-        mask[index, :length] = 1
-    return batch, mask
-
-
 @dataclass
 class CTriLoRACollator:
     """Pad rows of :func:`add_log_mel` datasets into the keyword arguments of the model's ``forward``.
@@ -149,13 +101,13 @@ class CTriLoRACollator:
         speaker2id: speaker -> id of the speaker head; unknown speakers give ``-100``.
         transcript2id: normalised transcript -> group id, built once over the data
             (:func:`trainer.data.sampler.build_transcript_vocab`); missing or empty transcripts give ``-1``.
-        padding: ``"short"`` pads to the longest clip of the batch (rounded up to even) with zeros — padded frames
-            are masked out, so their value is irrelevant. ``"pad_to_30s"`` pads to `max_frames` the way stock
+        padding: ``"short"`` pads to the longest clip of the batch, rounded up to even (the frame rule), with
+            zeros — padded frames are masked out, so their value is irrelevant. ``"pad_to_30s"`` pads to `max_frames` the way stock
             Whisper does: each clip's padding takes that clip's log-Mel floor ``max(clip_max - 2.0, -1.5)``, the
             exact value the feature extractor gives zero-padded audio, without re-decoding the audio. It differs
             from running the extractor on the audio padded to 30 s only around the clip's end: the last real
             frame when its STFT window overhangs the end, and the first two to four padded frames, which in the
-            stock version still see the clip's last samples (including the frame dropped to make ``T`` even).
+            stock version still see the clip's last samples.
             ``attention_mask`` still marks only the real frames.
         max_frames: frame count of ``"pad_to_30s"``.
         max_asr_length: truncate ASR label sequences to this many tokens (e.g. the decoder's
@@ -227,7 +179,7 @@ class CTriLoRACollator:
                 raise ValueError(f"a clip has {max(lengths)} frames, more than max_frames={self.max_frames}")
             batch, mask = pad_frames(features, self.max_frames)
             for index, (feature, length) in enumerate(zip(features, lengths)):
-                batch[index, :, length:] = max(float(feature.max()) - _LOG_MEL_RANGE, _LOG_MEL_SILENCE)
+                batch[index, :, length:] = max(float(feature.max()) - LOG_MEL_RANGE, LOG_MEL_SILENCE)
         transcripts = [(row.get("transcript") or "").strip() for row in rows]
         return {
             "input_features": batch,
