@@ -9,7 +9,9 @@ Subcommands are argparse sub-parsers; each is installed by an `add_<name>_parser
 `--domain`), optionally the top-k scores and the transcript from the model's own decoder (`--transcribe`). `--bf16` runs
 the model forwards under bfloat16 autocast (weights and feature extraction stay fp32; about 2× faster on CPUs with
 AVX-512 BF16 or AMX, slower on CPUs without native bf16, which the log then says). A file that
-is missing, unreadable or longer than the model's window gets an error line on stderr naming it; the other files are
+is missing, unreadable, longer than the model's window or refused by the audio check that training applies too
+(`feature_extraction_ctrilora.check_audio`: NaN/inf samples, digital silence, shorter than 0.1 s) gets an error line
+on stderr naming it; the other files are
 still processed and the exit status is 1. `--json` prints one JSON document: a list with one object per file.
 
 Exit status: 0 all files predicted; 1 at least one file failed; 2 bad arguments or a model that cannot be loaded.

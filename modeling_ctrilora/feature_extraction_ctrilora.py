@@ -37,6 +37,12 @@ SAMPLING_RATE = 16_000
 MAX_SECONDS = 30.0  # Whisper's encoder window; a longer clip cannot be encoded whole.
 # Two mel frames (20 ms): Whisper's stride-2 convolution turns them into one encoder position, the minimum.
 MIN_SAMPLES = 2 * 160
+# Shortest clip given an emotion label (training and inference): 0.1 s is about half a syllable; a shorter clip
+# holds too little speech for a label to mean anything, yet the model would still give a confident one.
+MIN_SECONDS = 0.1
+# Digital silence: every sample below 1e-4 in magnitude (-80 dBFS, about 3 LSB of 16-bit audio, so a recorder's
+# dither counts as silence). Speech, even whispered far from the microphone, peaks well above it.
+SILENCE_PEAK = 1e-4
 # Whisper's log-Mel is clamped at (max - 8) in log10 units then mapped by (x + 4) / 4, so its floor sits 2.0 below
 # the clip's maximum, and never below the value of digital silence, log10(1e-10) -> (-10 + 4) / 4.
 LOG_MEL_RANGE = 2.0
@@ -102,8 +108,9 @@ def check_audio(samples: np.ndarray, sample_rate: int, source: str) -> np.ndarra
         source: how the error names the clip (a path, ``"<array>"``).
 
     Raises:
-        BadAudioError: not 1-D/2-D, empty, shorter than 20 ms, NaN/inf samples, or digital silence; the message
-            names `source` and the problem.
+        BadAudioError: not 1-D/2-D, empty, shorter than :data:`MIN_SECONDS` (0.1 s), NaN/inf samples, or digital
+            silence (every sample below :data:`SILENCE_PEAK`, 1e-4, in magnitude); the message names `source` and
+            the problem.
     """
     samples = np.asarray(samples)
     if samples.ndim not in (1, 2):
@@ -112,16 +119,17 @@ def check_audio(samples: np.ndarray, sample_rate: int, source: str) -> np.ndarra
         raise BadAudioError(source, "empty audio (0 samples)")
     data = samples.reshape(samples.shape[0], -1)
     num_samples = data.shape[0]
-    if num_samples * SAMPLING_RATE / sample_rate < MIN_SAMPLES:
+    if num_samples < MIN_SECONDS * sample_rate:
         duration_ms = num_samples / sample_rate * 1000
-        raise BadAudioError(
-            source, f"clip is too short ({duration_ms:.1f} ms; at least {MIN_SAMPLES / SAMPLING_RATE * 1000:.0f} ms)"
-        )
+        raise BadAudioError(source, f"clip is too short ({duration_ms:.1f} ms; at least {MIN_SECONDS * 1000:.0f} ms)")
     if not np.isfinite(data).all():
         raise BadAudioError(source, "audio contains NaN or infinite samples")
     mono = data.astype(np.float32, copy=False).mean(axis=1)
-    if not np.any(mono):
-        raise BadAudioError(source, "digital silence: every sample of the clip is zero")
+    peak = float(np.abs(mono).max())  # of what the model hears: the mono mix
+    if peak < SILENCE_PEAK:
+        raise BadAudioError(
+            source, f"digital silence: every sample is below {SILENCE_PEAK:g} in magnitude (peak {peak:.1e})"
+        )
     return mono
 
 
@@ -301,7 +309,9 @@ __all__ = [
     "LOG_MEL_SILENCE",
     "MAX_SECONDS",
     "MIN_SAMPLES",
+    "MIN_SECONDS",
     "SAMPLING_RATE",
+    "SILENCE_PEAK",
     "AudioInputError",
     "BadAudioError",
     "apply_frame_rule",

@@ -13,7 +13,8 @@ column (``{"bytes", "path"}``): `datasets` ≥ 4 decodes audio through `torchcod
 clips are decoded, checked and resampled by :func:`load_audio`, the one implementation of
 :mod:`modeling_ctrilora.feature_extraction_ctrilora` that inference uses too.
 
-Bad clips (missing, unreadable, empty, too short, all-zero, NaN/inf samples, longer than 30 s) raise
+Bad clips (missing, unreadable, empty, shorter than 0.1 s, digital silence, NaN/inf samples, longer than 30 s: the
+:func:`~modeling_ctrilora.feature_extraction_ctrilora.check_audio` that inference applies too) raise
 :class:`BadAudioError` naming the file and the problem; with ``on_bad_audio="skip"`` they are dropped, each one
 logged with its reason, and counted in a :class:`LoadReport` (returned with ``return_report=True`` and summarised
 in ``dataset.info.description``, which survives ``save_to_disk``).
