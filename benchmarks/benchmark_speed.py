@@ -52,11 +52,10 @@ from transformers import HfArgumentParser, WhisperFeatureExtractor
 from modeling_ctrilora import WhisperForTriLoRA
 from speed_measure import PeakMemory, available_cores, load_average, machine_info, time_interleaved
 from speed_report import check_targets, markdown_report, seconds_key
-from trainer.data.corpora import load_audio
-from trainer.data.features import log_mel, pad_frames
+from modeling_ctrilora.feature_extraction_ctrilora import SAMPLING_RATE, load_audio, log_mel, pad_frames, pad_to_window
 from trainer.demo.tiny_whisper import build_tiny_whisper
 
-SAMPLING_RATE = 16_000
+WINDOW_SAMPLES = 30 * SAMPLING_RATE  # stock Whisper's 30 s window
 SECTIONS = ("train_padding", "heads", "inference", "features")
 
 
@@ -130,7 +129,8 @@ class BenchmarkArguments:
 class ClipSource:
     """Audio of any requested duration: cut from real corpus clips, or Gaussian noise when no corpus is given.
 
-    Corpus clips are decoded once (16 kHz mono, via the project's `load_audio`) and joined into one pool; a request
+    Corpus clips are decoded once (16 kHz mono, via `feature_extraction_ctrilora.load_audio`, as in training and
+    inference) and joined into one pool; a request
     takes a random window of the pool, so clips longer than any single file (8 s from RAVDESS's ~3.5 s) still hold
     real speech.
     """
@@ -181,20 +181,14 @@ class ClipSource:
 
     @staticmethod
     def num_samples(seconds: float) -> int:
-        # At least two hops, so the clip has an even, non-zero number of mel frames.
+        # At least two hops: two mel frames, one encoder position.
         return max(int(round(seconds * SAMPLING_RATE)), 2 * 160)
 
 
 def stock_features(clips: Sequence[np.ndarray], extractor: WhisperFeatureExtractor) -> tuple[torch.Tensor, torch.Tensor]:
     """Stock Whisper input: every clip padded to 30 s (3000 frames), with the extractor's frame mask."""
-    encoded = extractor(
-        list(clips),
-        sampling_rate=SAMPLING_RATE,
-        padding="max_length",
-        return_attention_mask=True,
-        return_tensors="pt",
-    )
-    return encoded["input_features"], encoded["attention_mask"].long()
+    encoded = pad_to_window(extractor, clips, WINDOW_SAMPLES)
+    return encoded["input_features"], encoded["attention_mask"]
 
 
 def make_labels(batch_size: int, args: BenchmarkArguments, max_token_id: int, seed: int) -> dict[str, torch.Tensor]:
