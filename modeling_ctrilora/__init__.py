@@ -3,6 +3,7 @@
 from transformers import AutoConfig, AutoModel, AutoModelForAudioClassification
 
 from .configuration_ctrilora import CTriLoRAConfig
+from .modeling_backbone import CTriLoRADecoder, CTriLoRAEncoder, CTriLoRAWhisperModel
 from .modeling_ctrilora import CTriLoRAOutput, FiLM, GradientReversal, TriLoRARouter, WhisperForTriLoRA
 from .pipeline import CTriLoRAAudioClassificationPipeline  # registers the calibrated audio-classification pipeline
 from .presets import ABLATION_PRESETS, PresetSpec, resolve_preset
@@ -15,7 +16,10 @@ __all__ = [
     "ABLATION_PRESETS",
     "CTriLoRAAudioClassificationPipeline",
     "CTriLoRAConfig",
+    "CTriLoRADecoder",
+    "CTriLoRAEncoder",
     "CTriLoRAOutput",
+    "CTriLoRAWhisperModel",
     "FiLM",
     "GradientReversal",
     "PresetSpec",

@@ -258,6 +258,27 @@ def max_clip_samples(config: PretrainedConfig, feature_extractor: FeatureExtract
     return 2 * int(config.max_source_positions) * int(feature_extractor.hop_length)
 
 
+def pad_to_window(
+    feature_extractor: FeatureExtractionMixin, clips: Sequence[np.ndarray], max_samples: int
+) -> BatchFeature:
+    """Stock Whisper input: each waveform zero-padded to `max_samples` (30 s) by the extractor, with its frame mask.
+
+    Returns:
+        `input_features` (B, n_mels, max_samples // hop_length) and the long `attention_mask` (B, frames), 1 on the
+        ``ceil(L / hop_length)`` frames that overlap clip ``L``.
+    """
+    encoded = feature_extractor(
+        list(clips),
+        sampling_rate=feature_extractor.sampling_rate,
+        padding="max_length",
+        max_length=max_samples,
+        return_attention_mask=True,
+        return_tensors="pt",
+    )
+    encoded["attention_mask"] = encoded["attention_mask"].long()
+    return encoded
+
+
 def extract_features(
     feature_extractor: FeatureExtractionMixin, audio: np.ndarray, config: PretrainedConfig
 ) -> BatchFeature:
@@ -292,14 +313,7 @@ def extract_features(
     if len(audio) == 0:
         raise AudioInputError("clip holds no audio samples")
     if getattr(config, "input_padding", "short") == "pad_to_30s":
-        return feature_extractor(
-            audio,
-            sampling_rate=feature_extractor.sampling_rate,
-            padding="max_length",
-            max_length=limit,
-            return_attention_mask=True,
-            return_tensors="pt",
-        )
+        return pad_to_window(feature_extractor, [audio], limit)
     features, mask = pad_frames([log_mel(audio, feature_extractor)])
     return BatchFeature({"input_features": features, "attention_mask": mask})
 
@@ -324,6 +338,7 @@ __all__ = [
     "log_mel",
     "max_clip_samples",
     "pad_frames",
+    "pad_to_window",
     "padding_floor",
     "read_audio",
     "resample",

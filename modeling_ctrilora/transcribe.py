@@ -16,7 +16,7 @@ each step (`model.decode` keeps no cache), so stopping loops early is also what 
 Example:
     >>> from transformers import AutoFeatureExtractor, AutoTokenizer
     >>> from modeling_ctrilora import WhisperForTriLoRA
-    >>> from modeling_ctrilora.pipeline import extract_features, load_audio
+    >>> from modeling_ctrilora.feature_extraction_ctrilora import extract_features, load_audio
     >>> from modeling_ctrilora.transcribe import transcribe
     >>> model = WhisperForTriLoRA.from_pretrained("runs/full/checkpoint-500").eval()  # doctest: +SKIP
     >>> features = extract_features(AutoFeatureExtractor.from_pretrained("runs/full/checkpoint-500"),

@@ -8,7 +8,9 @@ import pytest
 import torch
 from transformers import AutoConfig, AutoModel, AutoModelForAudioClassification, WhisperForConditionalGeneration
 
-from modeling_ctrilora import ABLATION_PRESETS, CTriLoRAConfig, WhisperForTriLoRA
+from transformers.models.whisper.modeling_whisper import WhisperModel
+
+from modeling_ctrilora import ABLATION_PRESETS, CTriLoRAConfig, CTriLoRADecoder, CTriLoRAEncoder, WhisperForTriLoRA
 from modeling_ctrilora.losses import grl_coefficient
 from modeling_ctrilora.presets import PAPER_LOSS_TERMS
 
@@ -82,6 +84,24 @@ def test_odd_true_length_inside_a_batch_matches_the_clip_run_alone_with_its_mask
     batched = model(features, attention_mask=mask).pooled[1]
     alone = model(features[1:, :, :58], attention_mask=mask[1:, :58]).pooled[0]
     torch.testing.assert_close(alone, batched, atol=1e-4, rtol=0)
+
+
+def test_an_odd_frame_count_gets_the_frame_rule_instead_of_an_error(make_model):
+    model = make_model()
+    features, _ = batch_inputs((57,))
+    odd = model(features).pooled
+    padded = torch.nn.functional.pad(features, (0, 1))
+    masked = model(padded, attention_mask=(torch.arange(58) < 57).long()[None]).pooled
+    torch.testing.assert_close(odd, masked, atol=0, rtol=0)
+
+
+def test_backbone_subclasses_keep_whispers_state_dict_keys(make_model):
+    model = make_model()
+    assert isinstance(model.model.encoder, CTriLoRAEncoder) and isinstance(model.model.decoder, CTriLoRADecoder)
+    assert isinstance(model.model, WhisperModel)
+    # peft moves each adapted projection's weight under `base_layer`; everything else keeps the stock name.
+    ours = {key.replace(".base_layer", "") for key in model.model.state_dict() if "lora_" not in key}
+    assert ours == set(WhisperModel(model.config).state_dict())
 
 
 def test_asr_logits_are_independent_of_batch_composition(make_model):
