@@ -79,8 +79,8 @@ class CTriLoRAConfig(WhisperConfig):
         encoder side minimises the cross-entropy against a uniform speaker distribution (domain confusion, Tzeng,
         Hoffman, Darrell & Saenko 2015) — speaker-blind rather than confidently wrong.
     input_padding (`str`, defaults to `"short"`):
-        `"short"`: any even frame count ≤ 2·max_source_positions, positions sliced, padded frames masked in the
-        encoder's self-attention and in pooling. `"pad_to_30s"`: stock Whisper path, exactly 3000 frames, no
+        `"short"`: any frame count ≤ 2·max_source_positions (an odd one gets one masked zero frame), positions
+        sliced, padded frames masked in the encoder's self-attention and in pooling. `"pad_to_30s"`: stock Whisper path, exactly 3000 frames, no
         encoder masking (pooling still skips frames the `attention_mask` marks as padding).
     pooled_normalization (`str`, defaults to `"centered"`):
         How the pooled encoder state h̄ is standardised before the router / Shared-Head projection, with running

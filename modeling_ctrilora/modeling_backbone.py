@@ -49,6 +49,8 @@ class CTriLoRAEncoderOutput(ModelOutput):
 class CTriLoRAEncoder(WhisperEncoder):
     """`WhisperEncoder` at any even frame count T ≤ 2·max_source_positions, with a frame mask.
 
+    `WhisperForTriLoRA.prepare_features` brings any input to that form first (the frame rule for an odd count).
+
     With `config.input_padding="short"` the padded frames (and conv1's output there) are zeroed, so the convolutions
     see exactly the zero padding they see when the clip runs alone, and padded positions are masked in
     self-attention: a clip's outputs do not depend on what it is batched with. Positions are sliced to T/2.
