@@ -50,14 +50,39 @@ TASK = "audio-classification"
 AUTOCAST_DTYPES = (torch.bfloat16, torch.float16)
 
 logger = std_logging.getLogger(__name__)
+# Keyword arguments of a call (and of the constructor) for a C-TriLoRA model; anything else raises instead of being
+# dropped silently. The constructor also takes the usual model/feature_extractor/device/dtype arguments.
+ACCEPTED_ARGUMENTS = ("top_k", "domain", "batch_size", "num_workers")
+
+
+def pcm_to_float(waveform: np.ndarray) -> np.ndarray:
+    """A waveform as float32 in [-1, 1]: integer PCM is scaled as WAV readers do, floats are kept as they are.
+
+    Signed integers are divided by ``2**(bits-1)`` (int16: 32768); unsigned ones (8-bit WAV) are centred on half
+    their range first. Without this an int16 array read as floats is 32768× too loud, and the log-Mel (normalised to
+    the clip's maximum, but floored at an absolute level) changes: a top score of 0.98 instead of 0.39 was seen.
+
+    Example:
+        >>> pcm_to_float(np.array([-32768, 0, 16384], dtype=np.int16))
+        array([-1. ,  0. ,  0.5], dtype=float32)
+    """
+    if np.issubdtype(waveform.dtype, np.integer):
+        info = np.iinfo(waveform.dtype)
+        half = (int(info.max) + 1) // 2 if info.min == 0 else -int(info.min)
+        offset = half if info.min == 0 else 0
+        return ((waveform.astype(np.float64) - offset) / half).astype(np.float32)
+    return np.asarray(waveform, dtype=np.float32)
 
 
 class CTriLoRAAudioClassificationPipeline(AudioClassificationPipeline):
     """`audio-classification` with calibrated scores for `WhisperForTriLoRA`; the stock pipeline for other models.
 
     Inputs are those of `AudioClassificationPipeline`: a file path, the file's bytes, a waveform at the feature
-    extractor's rate, or `{"raw" | "array": waveform, "sampling_rate": int}` (resampled with librosa). Extra
-    call/constructor argument, C-TriLoRA models only:
+    extractor's rate, or `{"raw" | "array": waveform, "sampling_rate": int}` (resampled with librosa). Integer PCM
+    arrays (int16, int32, uint8, ...) are scaled to [-1, 1] as a WAV reader would (`pcm_to_float`); every waveform
+    passes the audio check training applies (`feature_extraction_ctrilora.check_audio`). Keyword arguments other than
+    `ACCEPTED_ARGUMENTS` (`top_k`, `domain`, `batch_size`, `num_workers`) raise `TypeError` for a C-TriLoRA model
+    instead of being dropped. Extra call/constructor argument, C-TriLoRA models only:
 
     domain (`str`, defaults to `"in_domain"`):
         Which fitted temperature turns logits into probabilities: `"in_domain"` for audio like the source corpus,
@@ -109,6 +134,12 @@ class CTriLoRAAudioClassificationPipeline(AudioClassificationPipeline):
                 "C-TriLoRA scores are always the temperature-calibrated softmax; drop `function_to_apply` "
                 "(use `domain` to choose the temperature)"
             )
+        if kwargs:
+            unknown = ", ".join(sorted(kwargs))
+            raise TypeError(
+                f"{type(self).__name__} got unexpected keyword argument(s) {unknown}; a C-TriLoRA model accepts "
+                f"{', '.join(ACCEPTED_ARGUMENTS)}"
+            )
         forward_params = {}
         if domain is not None:
             if domain not in DOMAINS:
@@ -133,7 +164,7 @@ class CTriLoRAAudioClassificationPipeline(AudioClassificationPipeline):
             waveform, rate_in = inputs, rate
         if isinstance(waveform, torch.Tensor):
             waveform = waveform.cpu().numpy()
-        waveform = np.asarray(waveform, dtype=np.float32)
+        waveform = pcm_to_float(np.asarray(waveform))
         if waveform.ndim != 1:
             raise ValueError(f"expected a mono waveform (1-D), got shape {waveform.shape}")
         return resample(check_audio(waveform, int(rate_in), "<array>"), int(rate_in), rate)
@@ -224,11 +255,13 @@ register_ctrilora_pipeline()
 
 
 __all__ = [
+    "ACCEPTED_ARGUMENTS",
     "AudioInputError",
     "CTriLoRAAudioClassificationPipeline",
     "DOMAINS",
     "extract_features",
     "load_audio",
     "max_clip_samples",
+    "pcm_to_float",
     "register_ctrilora_pipeline",
 ]
