@@ -64,7 +64,7 @@ class ModelArguments:
     lora_r: int = field(default=16, metadata={"help": "LoRA rank."})
     lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha."})
     lora_dropout: float = field(default=0.0, metadata={"help": "LoRA dropout (0: the paper gives none; costly on CPU)."})
-    input_padding: str = field(default="short", metadata={"help": "'short' (true length, masked) or 'pad_to_30s' (stock)."})
+    input_padding: str = field(default="short", metadata={"choices": ("short", "pad_to_30s"), "help": "'short' (true length, masked) or 'pad_to_30s' (stock)."})
     pooled_normalization: str = field(
         default="centered",
         metadata={"help": "'centered' (centre each pooled dimension, one shared scale), 'batch' (standardise each) or 'none'."},
@@ -100,6 +100,8 @@ def parse_arguments(argv: list[str] | None = None):
 
 def main(argv: list[str] | None = None) -> dict:
     model_args, data_args, training_args = parse_arguments(argv)
+    if training_args.push_to_hub and not training_args.hub_model_id:  # checked now, not after hours of training
+        raise ValueError("--push_to_hub needs --hub_model_id ORG/NAME")
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     transformers.utils.logging.set_verbosity_warning()
     set_seed(training_args.seed)
@@ -175,8 +177,6 @@ def main(argv: list[str] | None = None) -> dict:
         if push_to_hub:
             from hub_cards.push import push_to_hub_with_card
 
-            if not training_args.hub_model_id:
-                raise ValueError("--push_to_hub needs --hub_model_id ORG/NAME")
             url = push_to_hub_with_card(
                 trainer.model, training_args.hub_model_id, processor=trainer.processing_class, results=results,
                 token=training_args.hub_token, private=training_args.hub_private_repo,

@@ -14,7 +14,12 @@ is missing, unreadable, longer than the model's window or refused by the audio c
 on stderr naming it; the other files are
 still processed and the exit status is 1. `--json` prints one JSON document: a list with one object per file.
 
-Exit status: 0 all files predicted; 1 at least one file failed; 2 bad arguments or a model that cannot be loaded.
+A folder argument stands for every audio file in it (``.wav .flac .ogg .mp3``, not its subfolders, in name order);
+a folder without any is reported like a bad file.
+
+Exit status: 0 all files predicted; 1 at least one file failed; 2 bad arguments (checked before the model loads: a
+`--device` this torch does not have, such as `cuda:0` on a CPU-only build, an unknown `--language`) or a model that
+cannot be loaded (a `--model` path that does not exist is "neither a folder nor a Hub id"), each as one line.
 
 Example:
     $ ctrilora predict clip1.wav clip2.flac --model me/ctrilora-kazemotts --domain target --top_k 3
@@ -33,6 +38,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import sys
 from importlib import metadata
 from typing import Any, Callable
@@ -46,6 +52,8 @@ from .pipeline import AudioInputError, extract_features, load_audio
 from .transcribe import transcribe
 
 PROG = "ctrilora"
+# What a folder argument of `ctrilora predict` expands to (soundfile reads these without FFmpeg).
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")
 
 
 def _positive_int(text: str) -> int:
@@ -63,7 +71,13 @@ def add_predict_parser(subparsers: argparse._SubParsersAction) -> None:
         description="Predict the emotion of each audio file with a C-TriLoRA model: calibrated confidence, "
         "optionally the top-k emotions and the transcript from the model's decoder.",
     )
-    parser.add_argument("files", nargs="+", metavar="FILE", help="audio files (WAV, FLAC, OGG, MP3; ≤ 30 s each)")
+    parser.add_argument(
+        "files",
+        nargs="+",
+        metavar="FILE",
+        help="audio files (WAV, FLAC, OGG, MP3; ≤ 30 s each); a folder stands for every audio file in it "
+        f"({', '.join(AUDIO_EXTENSIONS)}; not its subfolders), in name order",
+    )
     parser.add_argument("--model", required=True, help="checkpoint folder or Hugging Face Hub id")
     parser.add_argument(
         "--domain",
@@ -100,15 +114,72 @@ def _text_line(record: dict[str, Any]) -> str:
     return line
 
 
+def _expand_folders(paths: list[str]) -> tuple[list[str], list[str]]:
+    """Folders replaced by their audio files (name order, not recursive); returns (files, folders without audio)."""
+    files, empty = [], []
+    for path in paths:
+        if not os.path.isdir(path):
+            files.append(path)
+            continue
+        found = sorted(
+            os.path.join(path, name) for name in os.listdir(path)
+            if name.lower().endswith(AUDIO_EXTENSIONS) and os.path.isfile(os.path.join(path, name))
+        )
+        files.extend(found)
+        if not found:
+            empty.append(path)
+    return files, empty
+
+
+def _usage_problem(args: argparse.Namespace) -> str | None:
+    """What is wrong with `--device` or `--language`, checked before the model loads; `None` when nothing is."""
+    if args.device is not None:
+        try:
+            device = torch.device(args.device)
+        except (RuntimeError, ValueError):
+            return f"--device {args.device!r} is not a torch device (e.g. 'cpu', 'cuda', 'cuda:0', 'mps')"
+        if device.type == "cuda" and not torch.cuda.is_available():
+            return (f"--device {args.device}: this torch has no usable CUDA (torch {torch.__version__}, "
+                    f"CUDA build {torch.version.cuda or 'none'}); use --device cpu or install a CUDA build of torch")
+        if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+            return f"--device {args.device}: only {torch.cuda.device_count()} CUDA device(s) here"
+    if args.language is not None:
+        from transformers.models.whisper.tokenization_whisper import LANGUAGES, TO_LANGUAGE_CODE
+
+        if args.language.lower() not in LANGUAGES and args.language.lower() not in TO_LANGUAGE_CODE:
+            return (f"--language {args.language!r} is not a Whisper language; give a code such as 'kk', 'en', 'de' "
+                    "or a name such as 'kazakh'")
+    return None
+
+
+def _load_problem(model: str, error: Exception) -> str:
+    """One line on why `--model` did not load; a path that does not exist is named as neither folder nor Hub id."""
+    if not os.path.exists(model):
+        return f"cannot load model {model!r}: neither a folder nor a Hub id that loads (Hub: {_first_line(error)})"
+    return f"cannot load model {model!r}: {_first_line(error)}"
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
 def run_predict(args: argparse.Namespace) -> int:
     """Run `ctrilora predict`; returns the exit status."""
+    problem = _usage_problem(args)
+    if problem is not None:
+        _report(problem)
+        return 2
     try:
         model = WhisperForTriLoRA.from_pretrained(args.model).eval()
         feature_extractor = AutoFeatureExtractor.from_pretrained(args.model)
         tokenizer = AutoTokenizer.from_pretrained(args.model) if args.transcribe else None
     except (OSError, ValueError) as error:
-        _report(f"cannot load model {args.model!r}: {error}")
+        _report(_load_problem(args.model, error))
         return 2
+    files, empty_folders = _expand_folders(args.files)
+    for folder in empty_folders:
+        _report(f"{folder}: a folder without audio files ({', '.join(AUDIO_EXTENSIONS)})")
     # bf16 is autocast around the model forward inside the pipeline (the pipeline also warns when this CPU has no
     # native bf16); the features it extracts stay fp32.
     dtype = torch.bfloat16 if args.bf16 else None
@@ -119,12 +190,12 @@ def run_predict(args: argparse.Namespace) -> int:
         _report("the model has no domain-adaptive temperature; using the in-domain one", kind="warning")
 
     rate = feature_extractor.sampling_rate
-    records, failures = [], 0
+    records, failures = [], len(empty_folders)
     # One merge of the LoRA updates for all files (~30 ms on whisper-base) drops the adapters' extra matmuls
     # from every clip's forward (BENCHMARKS.md: about -10 % at batch 16); the weights are restored on the way out.
     with model.merged_lora():
         # One file needs no bar; for several, tqdm shows one on stderr when it is a terminal (disable=None).
-        progress = tqdm(args.files, desc="predict", unit="file", file=sys.stderr, disable=True if len(args.files) < 2 else None)
+        progress = tqdm(files, desc="predict", unit="file", file=sys.stderr, disable=True if len(files) < 2 else None)
         for path in progress:
             try:
                 audio = load_audio(path, rate)

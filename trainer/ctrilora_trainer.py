@@ -116,6 +116,21 @@ class CTriLoRATrainer(Trainer):
             logger.warning(
                 "preset %r has target-batch terms (CORAL, IM, MCC) but no target_dataset was given: they stay off", config.preset
             )
+        elif config.uses_target_batch:
+            self._check_target_size()  # now, not at the first training step
+
+    def _target_batch_size(self) -> int:
+        return self.args.target_batch_size or self.args.per_device_train_batch_size
+
+    def _check_target_size(self) -> None:
+        """Raise when the target dataset holds fewer clips than one target batch on every process."""
+        batch_size, processes = self._target_batch_size(), self.accelerator.num_processes
+        if len(self.target_dataset) < batch_size * processes:
+            raise ValueError(
+                f"the target dataset (adaptation split) has {len(self.target_dataset)} clips, fewer than one target "
+                f"batch ({batch_size} × {processes} process(es)); lower --target_batch_size (default: "
+                "--per_device_train_batch_size) or raise --target_adaptation_fraction"
+            )
 
     def _train_emotion_ids(self) -> list[int]:
         """Emotion ids of the training rows, from an `emotion` (name) or `labels` (id) column."""
@@ -145,12 +160,8 @@ class CTriLoRATrainer(Trainer):
         (CORAL needs ≥ 2 rows), sharded across processes by `accelerate`."""
         if self.target_dataset is None:
             raise ValueError("CTriLoRATrainer: no target_dataset was given")
-        batch_size = self.args.target_batch_size or self.args.per_device_train_batch_size
-        if len(self.target_dataset) < batch_size * self.accelerator.num_processes:
-            raise ValueError(
-                f"target_dataset has {len(self.target_dataset)} rows, fewer than one target batch "
-                f"({batch_size} × {self.accelerator.num_processes} processes)"
-            )
+        batch_size = self._target_batch_size()
+        self._check_target_size()
         generator = torch.Generator().manual_seed(self.args.seed + 1)
         dataloader = DataLoader(
             self.target_dataset,

@@ -47,11 +47,11 @@ class DataArguments:
     target: str | None = field(default=None, metadata={"help": "Target corpus (same formats); its labels are only used for testing."})
     source_language: str | None = field(default=None, metadata={"help": "Language code of the source corpus when it has no language column (e.g. en, kk)."})
     target_language: str | None = field(default=None, metadata={"help": "Language code of the target corpus when it has no language column."})
-    source_split: str = field(default="stratified", metadata={"help": "'stratified' 80/10/10 by emotion (paper) or 'speaker_independent'."})
+    source_split: str = field(default="stratified", metadata={"choices": ("stratified", "speaker_independent"), "help": "'stratified' 80/10/10 by emotion (paper) or 'speaker_independent'."})
     target_adaptation_fraction: float = field(default=0.5, metadata={"help": "Share of the target (by speaker where possible) used unlabeled for adaptation."})
-    target_split: str = field(default="speaker", metadata={"help": "Disjoint target split: 'speaker' (by speaker, default) or 'stratified' (by clip, stratified by emotion; for corpora whose speakers are confounded with emotion, such as URDU)."})
+    target_split: str = field(default="speaker", metadata={"choices": TARGET_SPLIT_MODES, "help": "Disjoint target split: 'speaker' (by speaker, default) or 'stratified' (by clip, stratified by emotion; for corpora whose speakers are confounded with emotion, such as URDU)."})
     transductive: bool = field(default=False, metadata={"help": "Use every target clip both for adaptation and for testing (the paper's protocol)."})
-    on_bad_audio: str = field(default="error", metadata={"help": "'error' (stop at the first bad clip) or 'skip' (drop, count and report bad clips)."})
+    on_bad_audio: str = field(default="error", metadata={"choices": ("error", "skip"), "help": "'error' (stop at the first bad clip) or 'skip' (drop, count and report bad clips)."})
     label_aliases: str | None = field(default=None, metadata={"help": "JSON object of extra emotion aliases, e.g. '{\"pleased\": \"happy\"}'."})
     demo_dir: str | None = field(default=None, metadata={"help": "Where the embedded demo corpus is built (default: ~/.cache/ctrilora/demo-corpus)."})
 
@@ -209,6 +209,14 @@ def prepare_data(data_args: DataArguments, base_model: str, run_dir: str | os.Pa
         loaded[role], reports[role] = dataset, report.summary()
         logger.info(report.summary())
     classes = shared_classes(loaded["source"]["emotion"], loaded["target"]["emotion"])
+    if len(classes) < 2:
+        found = {role: sorted({emotion for emotion in loaded[role]["emotion"] if emotion}) for role in loaded}
+        raise ValueError(
+            f"the source and target corpora share only one emotion class ({classes[0]!r}; source: "
+            f"{', '.join(found['source'])}; target: {', '.join(found['target'])}), so there is nothing to classify. "
+            "If the corpora name the same emotion differently, map the names with --label_aliases "
+            "'{\"raw name\": \"canonical name\"}'"
+        )
     for role in loaded:
         loaded[role], removed = restrict_to_classes(loaded[role], classes)
         if removed:

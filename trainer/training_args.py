@@ -24,7 +24,7 @@ class CTriLoRATrainingArguments(TrainingArguments):
     # ---- model variant and loss weights
     preset: str | None = field(
         default=None,
-        metadata={"help": f"Ablation preset (one of {', '.join(ABLATION_PRESETS)}); used by the example scripts to build the model."},
+        metadata={"choices": ABLATION_PRESETS, "help": f"Ablation preset (one of {', '.join(ABLATION_PRESETS)}); used by the example scripts to build the model."},
     )
     asr_weight: float | None = field(default=None, metadata={"help": "Weight of the ASR decoder loss (paper: 0.3)."})
     ser_weight: float | None = field(default=None, metadata={"help": "Weight of the class-weighted SER loss (1.0)."})

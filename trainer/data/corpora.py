@@ -251,8 +251,8 @@ def _rows_from_csv(
     csv_path: str, corpus: str, language: str | None, label_aliases: Mapping[str, str] | None
 ) -> list[dict[str, Any]]:
     root = os.path.dirname(os.path.abspath(csv_path))
-    rows = []
-    with open(csv_path, newline="", encoding="utf-8-sig") as handle:
+    rows, no_speaker = [], []
+    with io.StringIO(_read_utf8(csv_path), newline="") as handle:
         reader = csv.DictReader(handle)
         header = [name.strip() for name in reader.fieldnames or []]
         missing = [name for name in METADATA_COLUMNS if name not in header]
@@ -262,10 +262,19 @@ def _rows_from_csv(
                 f"expected {','.join(METADATA_COLUMNS)}[,gender,language]"
             )
         for record in reader:
-            cells = {key.strip(): (value or "").strip() for key, value in record.items() if key is not None}
             where = f"{csv_path}, line {reader.line_num}"
+            # A ragged row: surplus cells land under the key None, missing ones get the value None.
+            surplus, absent = record.get(None) or [], sum(value is None for value in record.values())
+            if surplus or absent:
+                raise ValueError(
+                    f"{where}: {len(header) + len(surplus) - absent} fields, the header has {len(header)} "
+                    f"({','.join(header)}); quote cells that contain commas"
+                )
+            cells = {key.strip(): (value or "").strip() for key, value in record.items() if key is not None}
             if not cells["path"]:
                 raise ValueError(f"{where}: empty path")
+            if not cells["speaker"]:
+                no_speaker.append(reader.line_num)
             path = os.path.normpath(os.path.join(root, cells["path"]))
             rows.append(
                 _located(csv_path, f"line {reader.line_num}", cells["path"]),
@@ -284,7 +293,38 @@ def _rows_from_csv(
                     f"{where} ({cells['path']})",
                 )
             )
+    if no_speaker:
+        shown = ", ".join(map(str, no_speaker[:10])) + (", ..." if len(no_speaker) > 10 else "")
+        logger.warning(
+            "%s: %d row(s) have no speaker (line%s %s); they count as an unknown speaker: no speaker loss for them, "
+            "and speaker-based splits (speaker_independent, target_split=speaker) refuse the corpus",
+            csv_path, len(no_speaker), "s" if len(no_speaker) > 1 else "", shown,
+        )
     return rows
+
+
+def _read_utf8(csv_path: str) -> str:
+    """The text of a metadata file, which must be UTF-8 (a BOM is allowed); otherwise say which encoding to convert."""
+    with open(csv_path, "rb") as handle:
+        raw = handle.read()
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = raw[: error.start].count(b"\n") + 1
+        encoding = next(name for name in ("cp1252", "latin-1") if _decodes(raw, name))
+        raise ValueError(
+            f"{csv_path}: not UTF-8 (byte 0x{raw[error.start]:02x} on line {line}); metadata files must be UTF-8. "
+            f"It reads as {encoding}: convert it with `iconv -f {encoding} -t utf-8 {csv_path} > metadata.utf8.csv` "
+            "and put that file in its place (or save it as 'CSV UTF-8' from a spreadsheet)"
+        ) from None
+
+
+def _decodes(raw: bytes, encoding: str) -> bool:
+    try:
+        raw.decode(encoding)
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _located(source: str, where: str, name: str) -> dict[str, str]:
