@@ -207,8 +207,9 @@ def pad_frames(features: Sequence[np.ndarray], total: int | None = None) -> tupl
     """
     lengths = [feature.shape[-1] for feature in features]
     total = even_frames(max(lengths)) if total is None else total
-    batch = torch.zeros((len(features), features[0].shape[0], total), dtype=torch.float32)
-    mask = torch.zeros((len(features), total), dtype=torch.long)
+    # A data-side batch (collator, pipeline preprocessing): built on the CPU, moved with the rest of the batch.
+    batch = torch.zeros((len(features), features[0].shape[0], total), dtype=torch.float32, device="cpu")
+    mask = torch.zeros((len(features), total), dtype=torch.long, device="cpu")
     for index, (feature, length) in enumerate(zip(features, lengths)):
         batch[index, :, :length] = torch.from_numpy(np.asarray(feature, dtype=np.float32))
         mask[index, :length] = 1
