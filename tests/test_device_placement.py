@@ -31,7 +31,10 @@ NAMED_BUFFERS = {
     "pooled_standardization.target_clips",
 }
 # Buffers that must keep their integer dtype through `model.to(dtype)` (counters).
-INTEGER_BUFFERS = {"gradient_reversal.step", "pooled_standardization.num_batches_tracked", "pooled_standardization.target_clips"}
+INTEGER_BUFFERS = {
+    "gradient_reversal.step", "pooled_standardization.num_batches_tracked", "pooled_standardization.target_clips",
+    "coral_target_steps",
+}
 
 
 @pytest.fixture
@@ -72,7 +75,7 @@ def test_every_buffer_follows_a_dtype_change_and_the_forward_runs(model, dtype):
         expected = torch.long if name in INTEGER_BUFFERS else dtype
         assert buffer.dtype == expected, (name, buffer.dtype)
     if any("coral_target_covariance" in name for name, _ in model.named_buffers()):
-        assert model.get_buffer("coral_target_covariance").dtype == dtype  # pragma: no cover - once it exists
+        assert model.get_buffer("coral_target_covariance").dtype == dtype
     output = model(**batch(dtype))
     for term in ("ser", "speaker", "adversary", "asr", "counterfactual", "coral", "orthogonality"):
         value = getattr(output, f"{term}_loss")

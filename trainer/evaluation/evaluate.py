@@ -272,19 +272,22 @@ def render_report(results: Mapping[str, Any]) -> str:
     if plots:
         lines += ["", "## Plots", ""]
         lines += [f"![{name}]({path})" for name, path in plots.items()]
-    diagnostics = results.get("diagnostics")
-    if diagnostics:
-        lines += ["", "## Diagnostics", "",
-                  f"- z_emo domain AUC (source test vs target test, out-of-fold linear classifier; 0.5 = aligned): "
-                  f"{diagnostics['z_emo_domain_auc']:.3f}",
-                  "- target test predictions per class: "
-                  + ", ".join(f"{name} {share:.2f}" for name, share in diagnostics["target_prediction_histogram"].items())]
-        for split, gates in diagnostics.get("mean_gates", {}).items():
-            lines.append(f"- mean router gates, {split.replace('_', ' ')}: "
-                         + ", ".join(f"{name} {value:.3f}" for name, value in gates.items()))
-        for key, entry in diagnostics.get("training", {}).items():
-            chance = f" (chance {diagnostics['adversary_chance']:.3f})" if key == "adversary_accuracy" and "adversary_chance" in diagnostics else ""
-            lines.append(f"- last logged {key} (step {entry['step']}): {entry['value']:.4g}{chance}")
+    diagnostics = results.get("diagnostics") or {}
+    diagnostic_lines = []
+    if "z_emo_domain_auc" in diagnostics:
+        diagnostic_lines.append(f"- z_emo domain AUC (source test vs target test, out-of-fold linear classifier; 0.5 = "
+                                f"aligned): {diagnostics['z_emo_domain_auc']:.3f}")
+    if "target_prediction_histogram" in diagnostics:
+        diagnostic_lines.append("- target test predictions per class: " + ", ".join(
+            f"{name} {share:.2f}" for name, share in diagnostics["target_prediction_histogram"].items()))
+    for split, gates in diagnostics.get("mean_gates", {}).items():
+        diagnostic_lines.append(f"- mean router gates, {split.replace('_', ' ')}: "
+                                + ", ".join(f"{name} {value:.3f}" for name, value in gates.items()))
+    for key, entry in diagnostics.get("training", {}).items():
+        chance = f" (chance {diagnostics['adversary_chance']:.3f})" if key == "adversary_accuracy" and "adversary_chance" in diagnostics else ""
+        diagnostic_lines.append(f"- last logged {key} (step {entry['step']}): {entry['value']:.4g}{chance}")
+    if diagnostic_lines:
+        lines += ["", "## Diagnostics", "", *diagnostic_lines]
     return "\n".join(lines) + "\n"
 
 
