@@ -21,7 +21,8 @@ from transformers import AutoConfig, WhisperFeatureExtractor, WhisperTokenizer
 
 from hub_cards.run_folder import RunFolder
 
-from .data.corpora import clip_fingerprint, load_corpus
+from .data.corpora import load_corpus
+from .data.fingerprints import clip_fingerprint
 from .data.features import CTriLoRACollator, add_log_mel
 from .data.labels import make_label_maps, make_speaker_map, shared_classes
 from .data.sampler import build_transcript_vocab
@@ -166,7 +167,7 @@ FEATURE_CACHE_VERSION = "log-mel-cache-3"
 def _cached_log_mel(dataset: datasets.Dataset, feature_extractor: WhisperFeatureExtractor) -> datasets.Dataset:
     """Log-Mel features, cached under ~/.cache/ctrilora/features.
 
-    The key is every clip's path and content (:func:`trainer.data.corpora.clip_fingerprint`: size, mtime and a
+    The key is every clip's path and content (:func:`trainer.data.fingerprints.clip_fingerprint`: size, mtime and a
     sha256 of the file) plus the extractor settings, so a clip fixed or re-recorded at the same path is featurised
     again. The log says whether the cache file was reused or written.
     """

@@ -50,7 +50,7 @@ from modeling_ctrilora import WhisperForTriLoRA
 from modeling_ctrilora.modeling_ctrilora import IGNORE_INDEX
 
 from trainer import run
-from trainer.data.corpora import clip_fingerprint
+from trainer.data.fingerprints import clip_fingerprint
 from .evaluate import Predictions, write_report_from_predictions
 from .metrics import classification_report_dict
 
@@ -198,7 +198,7 @@ def cached_layer_features(
     """Pooled layer states of the splits of one corpus, extracted once per clip and cached on disk.
 
     The cache holds the union of the splits' clips (a transductive target uses each clip twice), keyed by the
-    sorted clip paths and their content (`trainer.data.corpora.clip_fingerprint`), `feature_extractor_settings` (its
+    sorted clip paths and their content (`trainer.data.fingerprints.clip_fingerprint`), `feature_extractor_settings` (its
     JSON), the encoder-weight digest and `FEATURE_VERSION` —
     so stratified / speaker-independent, transductive or not, with or without CORAL all reuse one file.
 
