@@ -16,10 +16,9 @@ import numpy as np
 import pytest
 import soundfile
 import torch
-from transformers import AutoFeatureExtractor, WhisperProcessor, pipeline
+from transformers import AutoFeatureExtractor, pipeline
 
 from conftest_data import make_csv_corpus
-from hub_cards.push import save_pretrained_with_card
 from modeling_ctrilora import WhisperForTriLoRA, hardware
 from modeling_ctrilora.cli import main
 from modeling_ctrilora.losses import coral_loss, counterfactual_margin_loss, orthogonality_loss
@@ -29,9 +28,10 @@ from trainer.data.sampler import PairAwareBatchSampler
 from trainer.evaluation.evaluate import collect_predictions
 from trainer.evaluation.metrics import compute_metrics_fn
 from trainer.run import DataArguments, prepare_data
+from conftest import CHECKPOINT_EMOTIONS
 
 REPO = Path(__file__).resolve().parents[1]
-EMOTIONS = ["neutral", "happy", "sad", "angry"]
+EMOTIONS = CHECKPOINT_EMOTIONS
 RATE = 16000
 
 
@@ -205,19 +205,6 @@ def test_training_script_with_bf16_trains_and_evaluates(corpora, tiny_whisper_di
 
 
 # ----------------------------------------------------------------------------------------- pipeline and CLI
-@pytest.fixture(scope="module")
-def checkpoint(tiny_whisper_dir, tmp_path_factory) -> str:
-    """A saved tiny model with distinct temperatures (its fan-in-initialised head is already far from uniform)."""
-    torch.manual_seed(0)
-    model = WhisperForTriLoRA.from_whisper(
-        tiny_whisper_dir, id2label=dict(enumerate(EMOTIONS)), num_speakers=3, factor_dim=16, factor_rank=4,
-        in_domain_temperature=1.7, target_temperature=0.6,
-    )
-    folder = tmp_path_factory.mktemp("ctrilora-checkpoint")
-    save_pretrained_with_card(model, folder, processor=WhisperProcessor.from_pretrained(tiny_whisper_dir))
-    return str(folder)
-
-
 @pytest.fixture(scope="module")
 def clips(tmp_path_factory) -> list[str]:
     """Five generated clips of 0.3–0.9 s: tones, a chirp, noise."""

@@ -14,12 +14,10 @@ from transformers import (
     WhisperConfig,
     WhisperFeatureExtractor,
     WhisperForAudioClassification,
-    WhisperProcessor,
     pipeline,
 )
 from transformers.pipelines import PIPELINE_REGISTRY, AudioClassificationPipeline
 
-from hub_cards.push import save_pretrained_with_card
 from modeling_ctrilora import WhisperForTriLoRA
 from modeling_ctrilora.cli import main
 from modeling_ctrilora.pipeline import (
@@ -30,22 +28,10 @@ from modeling_ctrilora.pipeline import (
     register_ctrilora_pipeline,
 )
 from modeling_ctrilora.transcribe import loop_start, transcribe
+from conftest import CHECKPOINT_EMOTIONS
 
-EMOTIONS = ["neutral", "happy", "sad", "angry"]
+EMOTIONS = CHECKPOINT_EMOTIONS
 RATE = 16000
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tiny_whisper_dir, tmp_path_factory) -> str:
-    """A saved tiny model with fitted-looking temperatures (its fan-in-initialised head is already far from uniform)."""
-    torch.manual_seed(0)
-    model = WhisperForTriLoRA.from_whisper(
-        tiny_whisper_dir, id2label=dict(enumerate(EMOTIONS)), num_speakers=3, factor_dim=16, factor_rank=4,
-        in_domain_temperature=1.7, target_temperature=0.6,
-    )
-    folder = tmp_path_factory.mktemp("ctrilora-checkpoint")
-    save_pretrained_with_card(model, folder, processor=WhisperProcessor.from_pretrained(tiny_whisper_dir))
-    return str(folder)
 
 
 @pytest.fixture(scope="module")
