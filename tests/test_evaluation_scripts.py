@@ -120,6 +120,11 @@ def test_run_ablations_writes_the_table_and_resumes(corpora, tiny_whisper_dir, t
     assert {path: path.stat().st_mtime_ns for path in stamps} == stamps
     assert not (tmp_path / "abl" / "full" / "seed-2").exists()
     assert only["table"] == report["table"]
+    # A run evaluated before per-clip predictions were written: its McNemar is left out and named, the rest stays.
+    (tmp_path / "abl" / "shared_head" / "seed-1" / "evaluation" / "predictions.json").unlink()
+    partial = run_ablations.main([*argv[: argv.index("--")], "--report_only"])
+    assert len(partial["mcnemar"]) == 2 and partial["mcnemar_missing"][0]["seed"] == 1
+    assert "McNemar not computed" in (tmp_path / "abl" / "ablation.md").read_text()
 
 
 def test_run_ablations_reports_a_run_that_dies(corpora, tiny_whisper_dir, tmp_path, monkeypatch):

@@ -65,7 +65,7 @@ def summarise(runs: Mapping[str, Mapping[int, Mapping[str, Any]]], root: str | o
         }
         for preset, by_seed in runs.items()
     }
-    wilcoxon, mcnemar_rows = {}, []
+    wilcoxon, mcnemar_rows, missing = {}, [], []
     reference = runs.get(REFERENCE, {})
     for preset, by_seed in runs.items():
         if preset == REFERENCE:
@@ -77,14 +77,16 @@ def summarise(runs: Mapping[str, Mapping[int, Mapping[str, Any]]], root: str | o
                 [by_seed[seed]["cross_corpus"]["macro_f1"] for seed in paired],
             )
         for seed in paired:
-            ours, theirs = (
-                json.loads(run_folder(root, variant, seed).evaluation.predictions.read_text(encoding="utf-8"))
-                for variant in (REFERENCE, preset)
-            )
+            files = [run_folder(root, variant, seed).evaluation.predictions for variant in (REFERENCE, preset)]
+            if not all(path.is_file() for path in files):
+                # Runs evaluated before per-clip predictions were written: no McNemar for this pair, said in the report.
+                missing.append({"preset": preset, "seed": seed, "missing": [str(p) for p in files if not p.is_file()]})
+                continue
+            ours, theirs = (json.loads(path.read_text(encoding="utf-8")) for path in files)
             for split, name in (("in_domain", "source_test"), ("cross_corpus", "target_test")):
                 row = mcnemar_against(ours[name], theirs[name], REFERENCE, preset, split)
                 mcnemar_rows.append({**row, "seed": seed})
-    return {"table": table, "wilcoxon": wilcoxon, "mcnemar": mcnemar_rows}
+    return {"table": table, "wilcoxon": wilcoxon, "mcnemar": mcnemar_rows, "mcnemar_missing": missing}
 
 
 def write_figures(runs, summary: Mapping[str, Any], out_dir: str | os.PathLike) -> dict[str, str]:
@@ -151,6 +153,9 @@ def render_ablation_report(summary: Mapping[str, Any], failures: Mapping[str, st
                   "|---|---|---|---|---|---|---|"]
         for row in summary["mcnemar"]:
             lines.append(f"| {row['b']} | {row['seed']} | {row['split']} | {row['n']} | {row['statistic']:.4f} | {row['p_value']:.4g} | {row['method']} |")
+    if summary.get("mcnemar_missing"):
+        lines += ["", "McNemar not computed (a run without per-clip `predictions.json`): "
+                  + ", ".join(f"{row['preset']} seed {row['seed']}" for row in summary["mcnemar_missing"]) + "."]
     if failures:
         lines += ["", "## Runs that failed", ""] + [f"- `{run}`: {reason}" for run, reason in failures.items()]
     lines += ["", "## Figures", ""] + [f"![{name}]({path})" for name, path in plots.items()]
