@@ -20,7 +20,6 @@ are computed for every run; target test numbers are only reported.
 
 from __future__ import annotations
 
-import copy
 import logging
 import math
 from collections.abc import Mapping
@@ -45,7 +44,7 @@ from modeling_ctrilora.losses import (
     uniform_confusion_loss,
     weighted_cross_entropy_per_example,
 )
-from modeling_ctrilora.modeling_ctrilora import FactorLinear, PooledStandardization, TriLoRARouter
+from modeling_ctrilora.modeling_ctrilora import FactorLinear, PooledStandardization, TriLoRARouter, _ReverseGradient
 
 from .evaluation.calibration import importance_weights
 from .evaluation.diagnostics import dev_risk, domain_auc
@@ -106,9 +105,6 @@ class Recipe:
     weight_decay: float = 0.0
     warmup_ratio: float = 0.0
 
-    def with_weights(self, name: str, **weights: float) -> "Recipe":
-        return replace(self, name=name, weights={**self.weights, **weights})
-
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["weights"] = dict(self.weights)
@@ -158,10 +154,8 @@ class ScreeningHead(nn.Module):
         pooled = self.pool_layers(layer_states)
         standardized = self.standardization(pooled, domain=domain, num_source=num_source)
         if self.recipe.router:
-            gates = torch.softmax(self.router.gate(standardized), dim=-1)
-            streams = {name: self.router.up[name](self.router.down[name](standardized)) for name in ("lex", "emo", "spk")}
-            gates_scaled = self.recipe.gate_scale * gates
-            factors = {name: gates_scaled[:, i : i + 1] * streams[name] for i, name in enumerate(("lex", "emo", "spk"))}
+            factors, gates, streams = self.router.route(standardized)
+            factors = {name: self.recipe.gate_scale * factor for name, factor in factors.items()}
             z_lex, z_emo, z_spk, emo_stream = factors["lex"], factors["emo"], factors["spk"], streams["emo"]
         else:
             gates, z_lex = None, None
@@ -272,7 +266,7 @@ def train_screening_run(data: ScreeningData, recipe: Recipe, seed: int = 0) -> d
             if w.get("adversary", 0) > 0:
                 if recipe.adversary == "grl":
                     lam = grl_coefficient(progress, recipe.grl_gamma, recipe.grl_max)
-                    reversed_z = _reverse(z_emo, lam)
+                    reversed_z = _ReverseGradient.apply(z_emo, torch.tensor(lam))
                     adv_logits = head.adversary_head(nn.functional.layer_norm(reversed_z, reversed_z.shape[-1:]))
                     terms["adversary"] = nn.functional.cross_entropy(adv_logits, speakers[index], ignore_index=-100)
                 else:
@@ -332,21 +326,6 @@ def _coral_inputs(out: Mapping[str, torch.Tensor], n: int, recipe: Recipe) -> tu
     return (stream[:n] - stream[:n].mean(0)) / scale, (stream[n:] - stream[n:].mean(0)) / scale
 
 
-class _Reverse(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x, lam):
-        ctx.lam = lam
-        return x.view_as(x)
-
-    @staticmethod
-    def backward(ctx, grad):
-        return -ctx.lam * grad, None
-
-
-def _reverse(x: torch.Tensor, lam: float) -> torch.Tensor:
-    return _Reverse.apply(x, lam)
-
-
 @torch.no_grad()
 def _evaluate(head: ScreeningHead, data: ScreeningData, tensors: Mapping[str, torch.Tensor], recipe: Recipe,
               log: Mapping[str, list[float]], seed: int) -> dict[str, Any]:
@@ -400,12 +379,6 @@ def _tail_mean(values: list[float], fraction: float = 0.3) -> float | None:
         return None
     tail = values[-max(1, int(len(values) * fraction)) :]
     return float(np.mean(tail))
-
-
-def copy_recipe(recipe: Recipe, **changes: Any) -> Recipe:
-    return replace(copy.deepcopy(recipe), **changes)
-
-
 # ------------------------------------------------------------------------------------------------- the recipes
 def _named(base: Recipe, name: str, weights: Mapping[str, float] | None = None, **changes: Any) -> Recipe:
     return replace(base, name=name, weights={**base.weights, **(weights or {})}, **changes)
