@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import soundfile
 from conftest_data import make_csv_corpus
-from test_pipeline_cli import EMOTIONS, RATE, audio_files, checkpoint  # noqa: F401  (module fixtures)
+from test_pipeline_cli import EMOTIONS, RATE, audio_files  # noqa: F401  (module fixture; `checkpoint` is in conftest)
 from transformers import pipeline
 
 from modeling_ctrilora.cli import main

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_pipeline_cli import audio_files, checkpoint  # noqa: F401  (module fixtures)
+from test_pipeline_cli import audio_files  # noqa: F401  (module fixture; `checkpoint` is in conftest)
 
 from modeling_ctrilora.cli import build_parser, main
 

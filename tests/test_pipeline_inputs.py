@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from test_pipeline_cli import RATE, audio_files, checkpoint, scores_by_label  # noqa: F401  (module fixtures)
+from test_pipeline_cli import RATE, audio_files, scores_by_label  # noqa: F401  (module fixture; `checkpoint` is in conftest)
 from transformers import pipeline
 
 from modeling_ctrilora.feature_extraction_ctrilora import load_audio
