@@ -96,6 +96,10 @@ class CTriLoRAConfig(WhisperConfig):
         Ablation preset (Table I row); see `modeling_ctrilora.presets`.
     in_domain_temperature (`float`, defaults to 1.0), target_temperature (`float`, *optional*):
         Fitted softmax temperatures: on source validation, and domain-adaptive for the target corpus.
+    adaptation (`dict`, *optional*):
+        Set by `modeling_ctrilora.adapt.adapt_to_audio` (`ctrilora adapt`): what the checkpoint was adapted to
+        without labels (the audio's name, clip count, objective, steps); the model card reports it. `None` for a
+        checkpoint as trained.
 
     Example:
         >>> from modeling_ctrilora import CTriLoRAConfig
@@ -139,6 +143,7 @@ class CTriLoRAConfig(WhisperConfig):
     preset: str = "full"
     in_domain_temperature: float | int = 1.0
     target_temperature: float | int | None = None
+    adaptation: dict | None = None
 
     def __post_init__(self, **kwargs):
         # Method knobs left at None take the preset's recipe (`PresetSpec.recipe`).

@@ -34,6 +34,8 @@ import torch
 from transformers import BatchFeature, FeatureExtractionMixin, PretrainedConfig
 
 SAMPLING_RATE = 16_000
+# What a folder of audio expands to (`ctrilora predict`, `ctrilora adapt`): soundfile reads these without FFmpeg.
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")
 MAX_SECONDS = 30.0  # Whisper's encoder window; a longer clip cannot be encoded whole.
 # Two mel frames (20 ms): Whisper's stride-2 convolution turns them into one encoder position, the minimum.
 MIN_SAMPLES = 2 * 160
@@ -305,21 +307,43 @@ def extract_features(
         >>> features["input_features"].shape, int(features["attention_mask"].sum())  # doctest: +SKIP
         (torch.Size([1, 80, 100]), 100)
     """
+    return extract_batch_features(feature_extractor, [audio], config)
+
+
+def extract_batch_features(
+    feature_extractor: FeatureExtractionMixin, clips: Sequence[np.ndarray], config: PretrainedConfig
+) -> BatchFeature:
+    """:func:`extract_features` for several clips at once: one padded batch and its frame mask.
+
+    Each clip gets exactly the features it gets alone (its own true-length log-Mel, normalised to its own maximum);
+    the batch pads in time with masked zero frames (:func:`pad_frames`), so no clip's score depends on its batch.
+    Used for the segments of a long recording (`modeling_ctrilora.timeline`).
+
+    Returns:
+        `input_features` (B, n_mels, T) and `attention_mask` (B, T) tensors.
+
+    Raises:
+        AudioInputError: a clip is empty or longer than the model's window.
+    """
+    if not len(clips):
+        raise AudioInputError("no clip to extract features from")
     limit = max_clip_samples(config, feature_extractor)
-    if len(audio) > limit:
-        rate = feature_extractor.sampling_rate
-        raise AudioInputError(
-            f"clip is {len(audio) / rate:.1f} s; this model takes at most {limit / rate:.1f} s (split the clip first)"
-        )
-    if len(audio) == 0:
-        raise AudioInputError("clip holds no audio samples")
+    rate = feature_extractor.sampling_rate
+    for audio in clips:
+        if len(audio) > limit:
+            raise AudioInputError(
+                f"clip is {len(audio) / rate:.1f} s; this model takes at most {limit / rate:.1f} s (split the clip first)"
+            )
+        if len(audio) == 0:
+            raise AudioInputError("clip holds no audio samples")
     if getattr(config, "input_padding", "short") == "pad_to_30s":
-        return pad_to_window(feature_extractor, [audio], limit)
-    features, mask = pad_frames([log_mel(audio, feature_extractor)])
+        return pad_to_window(feature_extractor, clips, limit)
+    features, mask = pad_frames([log_mel(audio, feature_extractor) for audio in clips])
     return BatchFeature({"input_features": features, "attention_mask": mask})
 
 
 __all__ = [
+    "AUDIO_EXTENSIONS",
     "LOG_MEL_RANGE",
     "LOG_MEL_SILENCE",
     "MAX_SECONDS",
@@ -334,6 +358,7 @@ __all__ = [
     "check_duration",
     "detect_padding",
     "even_frames",
+    "extract_batch_features",
     "extract_features",
     "load_audio",
     "log_mel",
