@@ -3,8 +3,11 @@
 
     python benchmarks/screen_recipes.py --base_model ~/.cache/ctrilora-weights/whisper-base \\
         --source ../shared/data/ravdess --target ../shared/data/emodb_2s --source_language en --target_language de \\
-        --source_split speaker_independent --split_seed 0 --seeds 0 1 2 --recipes paper ser_only dsbn ... \\
-        --output benchmarks/screening/emodb.jsonl
+        --source_split speaker_independent --split_seed 0 --seeds 0 1 2 --recipes paper ser_only full ... \\
+        --output benchmarks/method_study/screening/emodb.jsonl
+
+Every data option of `train_ctrilora.py` (`DataArguments`: `--target_split`, `--on_bad_audio`, `--label_aliases`,
+`--max_duration`, …) is accepted and means the same here.
 
 Each finished (recipe, seed) is appended to `--output` as one JSON line, and a re-run skips what is there. The
 splits are those of `prepare_data` with `--split_seed` (written to `--run_dir`), so screening and LoRA runs with the
@@ -13,14 +16,15 @@ same seed see the same clips. `--sensitivity` adds the λ_CORAL × λ_adversary 
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
+import sys
 import time
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
+from transformers import HfArgumentParser
 
 from trainer.run import DataArguments, prepare_data
 from trainer.screening import RECIPES, Recipe, load_screening_data, sensitivity_grid, train_screening_run
@@ -28,40 +32,35 @@ from trainer.screening import RECIPES, Recipe, load_screening_data, sensitivity_
 logger = logging.getLogger("screen_recipes")
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--base_model", required=True)
-    parser.add_argument("--source", required=True)
-    parser.add_argument("--target", required=True)
-    parser.add_argument("--source_language")
-    parser.add_argument("--target_language")
-    parser.add_argument("--source_split", default="speaker_independent")
-    parser.add_argument("--target_split", default="speaker", choices=("speaker", "stratified"))
-    parser.add_argument("--transductive", action="store_true")
-    parser.add_argument("--split_seed", type=int, default=0)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
-    parser.add_argument("--recipes", nargs="+", default=list(RECIPES), help=f"any of {', '.join(RECIPES)}")
-    parser.add_argument("--sensitivity", action="store_true", help="add the λ_CORAL × λ_adversary grid")
-    parser.add_argument("--sensitivity_base", default="full")
-    parser.add_argument("--epochs", type=int, help="override every recipe's epochs (the heads alone need more steps than with LoRA)")
-    parser.add_argument("--learning_rate_scale", type=float, default=1.0, help="multiply every recipe's learning rate")
-    parser.add_argument("--tag", default="", help="appended to every recipe name in the output (e.g. the optimisation setting)")
-    parser.add_argument("--run_dir", default="runs/screening")
-    parser.add_argument("--output", required=True)
-    parser.add_argument("--markdown", help="also write the mean ± sd table over everything in --output here")
-    args = parser.parse_args(argv)
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+@dataclass
+class ScreeningArguments:
+    """What to screen and where to write it; the corpora and every data option come from `DataArguments`."""
 
-    data_args = DataArguments(
-        source=args.source, target=args.target, source_language=args.source_language,
-        target_language=args.target_language, source_split=args.source_split, transductive=args.transductive,
-        target_split=args.target_split,
+    base_model: str = field(metadata={"help": "Whisper checkpoint folder or Hub id (its frozen encoder is cached)."})
+    output: str = field(metadata={"help": "JSON-lines file; each finished (recipe, seed) is appended, a re-run skips it."})
+    split_seed: int = field(default=0, metadata={"help": "Seed of the splits (the LoRA run with this seed sees the same clips)."})
+    seeds: list[int] = field(default_factory=lambda: [0], metadata={"help": "Seeds of the heads."})
+    recipes: list[str] = field(default_factory=lambda: list(RECIPES), metadata={"help": f"any of {', '.join(RECIPES)}"})
+    sensitivity: bool = field(default=False, metadata={"help": "add the λ_CORAL × λ_adversary grid"})
+    sensitivity_base: str = field(default="full", metadata={"help": "the recipe the grid is built around"})
+    epochs: int | None = field(
+        default=None, metadata={"help": "override every recipe's epochs (the heads alone need more steps than with LoRA)"}
     )
-    data = prepare_data(data_args, args.base_model, args.run_dir, args.split_seed)
-    screening = load_screening_data(data, args.base_model)
-    unknown = [name for name in args.recipes if name not in RECIPES]
+    learning_rate_scale: float = field(default=1.0, metadata={"help": "multiply every recipe's learning rate"})
+    tag: str = field(default="", metadata={"help": "appended to every recipe name in the output (e.g. the optimisation setting)"})
+    run_dir: str = field(default="runs/screening", metadata={"help": "where the splits and the state cache are written"})
+    markdown: str | None = field(default=None, metadata={"help": "also write the mean ± sd table over everything in --output here"})
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = HfArgumentParser((ScreeningArguments, DataArguments))
+    args, data_args = parser.parse_args_into_dataclasses(args=sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    unknown = [name for name in [*args.recipes, *([args.sensitivity_base] if args.sensitivity else [])] if name not in RECIPES]
     if unknown:
         parser.error(f"unknown recipes {unknown}; expected names from {', '.join(RECIPES)}")
+    data = prepare_data(data_args, args.base_model, args.run_dir, args.split_seed)
+    screening = load_screening_data(data, args.base_model)
     recipes: list[Recipe] = [RECIPES[name] for name in args.recipes]
     if args.sensitivity:
         recipes.extend(sensitivity_grid(RECIPES[args.sensitivity_base]))
@@ -84,8 +83,8 @@ def main(argv: list[str] | None = None) -> None:
             tic = time.perf_counter()
             result = train_screening_run(screening, recipe, seed=seed)
             result.update(split_seed=args.split_seed, wall_time_s=round(time.perf_counter() - tic, 2),
-                          recipe_config=recipe.to_dict(), target=args.target, transductive=args.transductive,
-                          target_split=args.target_split)
+                          recipe_config=recipe.to_dict(), target=data_args.target,
+                          transductive=data_args.transductive, target_split=data_args.target_split)
             with output.open("a") as handle:
                 handle.write(json.dumps(result) + "\n")
             logger.info("%-40s seed %d | val F1 %.3f | in-domain F1 %.3f | cross F1 %.3f UAR %.3f | AUC %.2f | DEV %.3f",
@@ -93,7 +92,8 @@ def main(argv: list[str] | None = None) -> None:
                         result["cross_corpus"]["macro_f1"], result["cross_corpus"]["uar"],
                         result["diagnostics"]["domain_auc_z_emo"], result["label_free"]["dev_risk"])
     if args.markdown:
-        write_markdown(output, args.markdown, f"Recipe screening: {Path(args.source).name} → {Path(args.target).name}")
+        write_markdown(output, args.markdown,
+                       f"Recipe screening: {Path(data_args.source).name} → {Path(data_args.target).name}")
 
 
 def write_markdown(jsonl: str | Path, markdown: str | Path, title: str) -> None:

@@ -76,6 +76,7 @@ class Recipe:
             uniform speaker distribution, Tzeng et al. 2015; the head still learns speakers).
         grl_max, grl_gamma: the GRL schedule λ(p) = max·(2/(1+e^{−γp}) − 1).
         auxiliary_warmup: fraction of training over which every term but SER ramps linearly from 0 to its weight.
+        factor_rank: the rank r_f of each router stream (`CTriLoRAConfig.factor_rank`; the paper's 16).
         epochs, batch_size, target_batch_size, learning_rate, weight_decay, warmup_ratio: optimisation.
     """
 
@@ -98,6 +99,7 @@ class Recipe:
     grl_max: float = 1.0
     grl_gamma: float = 10.0
     auxiliary_warmup: float = 0.0
+    factor_rank: int = 16
     epochs: int = 3
     batch_size: int = 16
     target_batch_size: int = 16
@@ -204,9 +206,10 @@ def load_screening_data(data: Any, base_model: str, batch_size: int = 16) -> Scr
     return ScreeningData(features, labels, speakers, transcripts, list(data.classes), len(data.speaker2id))
 
 
-def _screening_config(data: ScreeningData) -> CTriLoRAConfig:
+def _screening_config(data: ScreeningData, factor_rank: int = 16) -> CTriLoRAConfig:
     d_model = data.features["source_train"].shape[-1]
     return CTriLoRAConfig(
+        factor_rank=factor_rank,
         d_model=d_model, pad_token_id=0, bos_token_id=0, eos_token_id=0, decoder_start_token_id=0, encoder_layers=1, decoder_layers=1, encoder_attention_heads=1, decoder_attention_heads=1,
         encoder_ffn_dim=4, decoder_ffn_dim=4, vocab_size=8, num_speakers=max(data.num_speakers, 1),
         id2label=dict(enumerate(data.classes)),
@@ -222,7 +225,7 @@ def train_screening_run(data: ScreeningData, recipe: Recipe, seed: int = 0) -> d
     """Train one recipe on the cached states with `seed`; returns metrics, diagnostics and label-free criteria."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    config = _screening_config(data)
+    config = _screening_config(data, recipe.factor_rank)
     num_layers = data.features["source_train"].shape[1]
     head = ScreeningHead(config, num_layers, recipe)
     tensors = {name: torch.from_numpy(value.astype(np.float32)) for name, value in data.features.items()}
@@ -426,6 +429,20 @@ def _option_chain() -> list[Recipe]:
         _named(full, "full+warmup0.3", auxiliary_warmup=0.3),
         _named(full, "full+gate_scale3", gate_scale=3.0),
         _named(full, "full+per_dimension", per_dimension=True),
+        _named(full, "full+rank64", factor_rank=64),
+        _named(full, "full+rank256", factor_rank=256),
+        # From full+rank256 (the best router recipe by source validation), one part at a time back towards
+        # coral_only+mean_layers (the best recipe by source validation): what costs the router its accuracy.
+        _named(full, "full+rank256-dsbn", factor_rank=256, normalization="joint"),
+        _named(full, "full+rank256-adversary", {"adversary": 0.0}, factor_rank=256),
+        _named(full, "full+rank256-auxiliary", {"adversary": 0.0, "speaker": 0.0, "counterfactual": 0.0,
+                                                "orthogonality": 0.0}, factor_rank=256),
+        _named(full, "full+rank256+gate_scale3", factor_rank=256, gate_scale=3.0),
+        _named(full, "full+rank256+paper_coral", {"coral": 0.1}, factor_rank=256, coral_input="gated_z_emo",
+               coral_covariance="batch"),
+        _named(full, "full+rank256-dsbn-adversary", {"adversary": 0.0}, factor_rank=256, normalization="joint"),
+        _named(full, "full+rank256-dsbn+paper_coral", {"coral": 0.1}, factor_rank=256, normalization="joint",
+               coral_input="gated_z_emo", coral_covariance="batch"),
         _named(paper, "paper+paper_optimizer", learning_rate=1e-4, weight_decay=0.01, warmup_ratio=0.1),
         _named(full, "full+paper_optimizer", learning_rate=1e-4, weight_decay=0.01, warmup_ratio=0.1),
     ]
