@@ -9,7 +9,9 @@ plain softmax. For a `WhisperForTriLoRA` model, `CTriLoRAAudioClassificationPipe
   true-length log-Mel with the frame rule (an odd frame count gets one masked zero frame) and the frame
   `attention_mask` — or the stock 30 s pad for a model configured with `input_padding="pad_to_30s"`;
 - scores with `model.predict_emotion(..., domain=...)`: softmax after the fitted temperature, `"in_domain"` (source
-  validation) or `"target"` (domain-adaptive).
+  validation) or `"target"` (domain-adaptive);
+- with `chunk_length_s=` (the Hugging Face ASR pipeline's name), scores a recording of any length segment by segment
+  and returns its emotion timeline (`modeling_ctrilora.timeline`: segments, whole-file aggregate).
 
 Importing this module registers the class for the `"audio-classification"` task (`register_ctrilora_pipeline`). For
 every other model the class runs the stock code unchanged, so registering it does not alter other pipelines.
@@ -20,6 +22,9 @@ Example:
     >>> classifier = pipeline("audio-classification", model="me/ctrilora-kazemotts")  # doctest: +SKIP
     >>> classifier("clip.wav", domain="target", top_k=2)  # doctest: +SKIP
     [{'score': 0.71, 'label': 'angry'}, {'score': 0.12, 'label': 'neutral'}]
+    >>> timeline = classifier("interview.wav", chunk_length_s=5)  # doctest: +SKIP
+    >>> timeline["label"], [(s["start"], s["end"], s["label"]) for s in timeline["segments"]][:2]  # doctest: +SKIP
+    ('neutral', [(0.0, 5.0, 'neutral'), (5.0, 10.0, 'angry')])
 """
 
 from __future__ import annotations
@@ -36,7 +41,9 @@ from transformers.pipelines import PIPELINE_REGISTRY, AudioClassificationPipelin
 
 from .feature_extraction_ctrilora import (
     AudioInputError,
+    BadAudioError,
     check_audio,
+    extract_batch_features,
     extract_features,
     load_audio,
     max_clip_samples,
@@ -44,6 +51,7 @@ from .feature_extraction_ctrilora import (
 )
 from .hardware import warn_if_bf16_is_slow
 from .modeling_ctrilora import DOMAINS, WhisperForTriLoRA
+from .timeline import Timeline, check_chunking, segment_bounds
 
 TASK = "audio-classification"
 # dtypes that run as autocast around the model forward (weights stay fp32); anything else runs in fp32.
@@ -52,7 +60,11 @@ AUTOCAST_DTYPES = (torch.bfloat16, torch.float16)
 logger = std_logging.getLogger(__name__)
 # Keyword arguments of a call (and of the constructor) for a C-TriLoRA model; anything else raises instead of being
 # dropped silently. The constructor also takes the usual model/feature_extractor/device/dtype arguments.
-ACCEPTED_ARGUMENTS = ("top_k", "domain", "batch_size", "num_workers")
+ACCEPTED_ARGUMENTS = (
+    "top_k", "domain", "batch_size", "num_workers", "chunk_length_s", "hop_length_s", "segment_batch_size"
+)
+# Segments of one recording per model forward (chunked calls): bounded memory on hour-long files.
+SEGMENT_BATCH_SIZE = 16
 
 
 def pcm_to_float(waveform: np.ndarray) -> np.ndarray:
@@ -95,6 +107,22 @@ class CTriLoRAAudioClassificationPipeline(AudioClassificationPipeline):
         statistics need fp32) and the feature extraction stays fp32. A warning is logged when bf16 runs on a CPU
         without native bf16 (`modeling_ctrilora.hardware`), where it is slower than fp32. Default: fp32.
 
+    chunk_length_s (`float`, optional; the name of the ASR pipeline's argument):
+        Score the input in segments of this many seconds (at most the model's window, 30 s for Whisper) and return
+        its emotion timeline instead of a list: a dict with the whole-file `label`, `score`, `scores` (top-k),
+        `probabilities`, and `segments` `[{"start", "end", "label", "score", "probabilities"}]` (seconds), segmented
+        and aggregated as `modeling_ctrilora.timeline` documents (the whole-file label is the duration-weighted mean
+        of the segment probabilities; a last segment under 0.1 s is merged into the previous one). Needed for
+        inputs longer than the window, which otherwise raise `AudioInputError`.
+
+    hop_length_s (`float`, optional, chunked calls only; defaults to `chunk_length_s`):
+        Seconds between segment starts; less than `chunk_length_s` gives overlapping segments. (The ASR pipeline's
+        `stride_length_s` means the overlap on each side of a chunk, which is not this; it is not accepted.)
+
+    segment_batch_size (`int`, defaults to 16, chunked calls only):
+        Segments of one input per model forward, padded in time and masked (no segment's score depends on it).
+        `batch_size` (inputs per forward) must stay 1 with chunking: each input is already a batch of segments.
+
     Scores are `model.predict_emotion` probabilities, best first, `top_k` of them (default 5, capped at the number of
     emotions); `function_to_apply` is not accepted, the probabilities are always the calibrated softmax.
     Batching (`batch_size > 1`) pads clips in time and masks the padding, so no clip's score depends on its batch.
@@ -124,10 +152,25 @@ class CTriLoRAAudioClassificationPipeline(AudioClassificationPipeline):
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=self.autocast_dtype)
 
-    def _sanitize_parameters(self, top_k=None, function_to_apply=None, domain=None, **kwargs):
+    def __call__(self, inputs, **kwargs):
+        chunked = kwargs.get("chunk_length_s", self._preprocess_params.get("chunk_length_s")) is not None
+        batch_size = kwargs.get("batch_size") or self._batch_size or 1
+        if self._is_ctrilora() and chunked and batch_size > 1:
+            raise ValueError(
+                f"batch_size={batch_size} with chunk_length_s: each input is already scored as one batch of its "
+                "segments; leave batch_size at 1 and set segment_batch_size (segments per forward) instead"
+            )
+        return super().__call__(inputs, **kwargs)
+
+    def _sanitize_parameters(
+        self, top_k=None, function_to_apply=None, domain=None, chunk_length_s=None, hop_length_s=None,
+        segment_batch_size=None, **kwargs,
+    ):
         if not self._is_ctrilora():
-            if domain is not None:
-                raise ValueError(f"`domain` applies to C-TriLoRA models only, not {type(self.model).__name__}")
+            for name, value in (("domain", domain), ("chunk_length_s", chunk_length_s), ("hop_length_s", hop_length_s),
+                                ("segment_batch_size", segment_batch_size)):
+                if value is not None:
+                    raise ValueError(f"`{name}` applies to C-TriLoRA models only, not {type(self.model).__name__}")
             return super()._sanitize_parameters(top_k=top_k, function_to_apply=function_to_apply, **kwargs)
         if function_to_apply is not None:
             raise ValueError(
@@ -140,13 +183,23 @@ class CTriLoRAAudioClassificationPipeline(AudioClassificationPipeline):
                 f"{type(self).__name__} got unexpected keyword argument(s) {unknown}; a C-TriLoRA model accepts "
                 f"{', '.join(ACCEPTED_ARGUMENTS)}"
             )
-        forward_params = {}
+        preprocess_params, forward_params = {}, {}
         if domain is not None:
             if domain not in DOMAINS:
                 raise ValueError(f"domain={domain!r}; expected one of {DOMAINS}")
             forward_params["domain"] = domain
+        if chunk_length_s is not None:
+            window = max_clip_samples(self.model.config, self.feature_extractor) / self.feature_extractor.sampling_rate
+            preprocess_params["chunk_length_s"] = float(chunk_length_s)
+            preprocess_params["hop_length_s"] = check_chunking(float(chunk_length_s), hop_length_s, window)
+        elif hop_length_s is not None:
+            raise ValueError("hop_length_s needs chunk_length_s (the segment length) as well")
+        if segment_batch_size is not None:
+            if int(segment_batch_size) < 1:
+                raise ValueError(f"segment_batch_size={segment_batch_size!r}; expected an integer ≥ 1")
+            forward_params["segment_batch_size"] = int(segment_batch_size)
         _, _, postprocess_params = super()._sanitize_parameters(top_k=top_k)
-        return {}, forward_params, postprocess_params
+        return preprocess_params, forward_params, postprocess_params
 
     def _waveform(self, inputs: Any) -> np.ndarray:
         """Any accepted input → mono float32 waveform at the feature extractor's rate."""
@@ -169,17 +222,61 @@ class CTriLoRAAudioClassificationPipeline(AudioClassificationPipeline):
             raise ValueError(f"expected a mono waveform (1-D), got shape {waveform.shape}")
         return resample(check_audio(waveform, int(rate_in), "<array>"), int(rate_in), rate)
 
-    def preprocess(self, inputs):
+    def preprocess(self, inputs, chunk_length_s=None, hop_length_s=None):
         if not self._is_ctrilora():
             return super().preprocess(inputs)
-        features = extract_features(self.feature_extractor, self._waveform(inputs), self.model.config)
+        waveform = self._waveform(inputs)
+        if chunk_length_s is not None:
+            return self._segments(waveform, chunk_length_s, hop_length_s)
+        try:
+            features = extract_features(self.feature_extractor, waveform, self.model.config)
+        except AudioInputError as error:
+            if len(waveform) > max_clip_samples(self.model.config, self.feature_extractor):
+                raise AudioInputError(f"{error}; or pass chunk_length_s= to score it segment by segment") from None
+            raise
         # Stored time-major (1, T, n_mels): the stock batch collate pads dimension 1, so for batch_size > 1 it pads in
         # time (with zeros, mask 0) instead of across mel bins.
         return {"frames": features["input_features"].transpose(1, 2), "attention_mask": features["attention_mask"]}
 
-    def _forward(self, model_inputs, domain: str = "in_domain"):
+    def _segments(self, waveform: np.ndarray, chunk_length_s: float, hop_length_s: float) -> dict[str, Any]:
+        """A chunked input: every segment's features in one padded batch (the one feature path), and the timeline."""
+        rate = self.feature_extractor.sampling_rate
+        notes: list[str] = []
+        bounds = segment_bounds(len(waveform), rate, chunk_length_s, hop_length_s,
+                                max_samples=max_clip_samples(self.model.config, self.feature_extractor), notes=notes)
+        scored, skipped = [], {}
+        for index, (start, end) in enumerate(bounds):
+            try:  # a pause of digital silence is refused, as a clip would be; it stays in the timeline unscored
+                check_audio(waveform[start:end], rate, f"segment {start / rate:.2f}-{end / rate:.2f} s")
+            except BadAudioError as error:
+                skipped[index] = error.problem
+                continue
+            scored.append(index)
+        features = extract_batch_features(
+            self.feature_extractor, [waveform[bounds[index][0]:bounds[index][1]] for index in scored], self.model.config
+        )
+        timeline = Timeline(
+            labels=[self.model.config.id2label[index] for index in range(len(self.model.config.id2label))],
+            bounds=bounds, rate=rate, probabilities={}, chunk_seconds=chunk_length_s, hop_seconds=hop_length_s,
+            duration=len(waveform) / rate, skipped=skipped, notes=notes,
+        )
+        return {"segment_features": features["input_features"], "segment_mask": features["attention_mask"],
+                "scored": scored, "timeline": timeline}
+
+    def _forward(self, model_inputs, domain: str = "in_domain", segment_batch_size: int = SEGMENT_BATCH_SIZE):
         if not self._is_ctrilora():
             return super()._forward(model_inputs)
+        if "timeline" in model_inputs:
+            features, mask = model_inputs["segment_features"], model_inputs["segment_mask"]
+            parts = []
+            for start in range(0, features.shape[0], segment_batch_size):
+                with self._autocast():
+                    parts.append(self.model.predict_emotion(
+                        features[start:start + segment_batch_size], mask[start:start + segment_batch_size],
+                        domain=domain,
+                    ).float())
+            return {"segment_probabilities": torch.cat(parts), "scored": model_inputs["scored"],
+                    "timeline": model_inputs["timeline"]}
         features = model_inputs["frames"].transpose(1, 2)
         with self._autocast():
             probabilities = self.model.predict_emotion(features, model_inputs["attention_mask"], domain=domain)
@@ -188,6 +285,11 @@ class CTriLoRAAudioClassificationPipeline(AudioClassificationPipeline):
     def postprocess(self, model_outputs, top_k=5, function_to_apply=None):
         if not self._is_ctrilora():
             return super().postprocess(model_outputs, top_k=top_k, function_to_apply=function_to_apply)
+        if "timeline" in model_outputs:
+            timeline = model_outputs["timeline"]
+            probabilities = model_outputs["segment_probabilities"].cpu().numpy()
+            timeline.probabilities = dict(zip(model_outputs["scored"], probabilities))
+            return timeline.to_dict(top_k=top_k)
         scores, ids = model_outputs["probabilities"][0].topk(top_k)
         return [
             {"score": score, "label": self.model.config.id2label[index]}

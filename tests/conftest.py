@@ -49,19 +49,28 @@ def make_model(tiny_whisper_dir):
 CHECKPOINT_EMOTIONS = ["neutral", "happy", "sad", "angry"]
 
 
-@pytest.fixture(scope="module")
-def checkpoint(tiny_whisper_dir, tmp_path_factory) -> str:
-    """A saved tiny model with card and processor and distinct temperatures (its fan-in-initialised head is already
-    far from uniform), for the pipeline, CLI and bf16 tests."""
+def _save_checkpoint(whisper_dir: str, folder) -> str:
     from transformers import WhisperProcessor
 
     from hub_cards.push import save_pretrained_with_card
 
     torch.manual_seed(0)
     model = WhisperForTriLoRA.from_whisper(
-        tiny_whisper_dir, id2label=dict(enumerate(CHECKPOINT_EMOTIONS)), num_speakers=3, factor_dim=16, factor_rank=4,
+        whisper_dir, id2label=dict(enumerate(CHECKPOINT_EMOTIONS)), num_speakers=3, factor_dim=16, factor_rank=4,
         in_domain_temperature=1.7, target_temperature=0.6,
     )
-    folder = tmp_path_factory.mktemp("ctrilora-checkpoint")
-    save_pretrained_with_card(model, folder, processor=WhisperProcessor.from_pretrained(tiny_whisper_dir))
+    save_pretrained_with_card(model, folder, processor=WhisperProcessor.from_pretrained(whisper_dir))
     return str(folder)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tiny_whisper_dir, tmp_path_factory) -> str:
+    """A saved tiny model with card and processor and distinct temperatures (its fan-in-initialised head is already
+    far from uniform), for the pipeline, CLI and bf16 tests."""
+    return _save_checkpoint(tiny_whisper_dir, tmp_path_factory.mktemp("ctrilora-checkpoint"))
+
+
+@pytest.fixture(scope="module")
+def checkpoint_30s(tiny_whisper_30s_dir, tmp_path_factory) -> str:
+    """The same tiny model with Whisper's real 30 s window, for segmenting long recordings (5 s chunks)."""
+    return _save_checkpoint(tiny_whisper_30s_dir, tmp_path_factory.mktemp("ctrilora-checkpoint-30s"))

@@ -21,12 +21,12 @@ from transformers import AutoConfig, WhisperFeatureExtractor, WhisperTokenizer
 
 from hub_cards.run_folder import RunFolder
 
-from .data.corpora import load_corpus
+from .data.corpora import LONG_CLIP_POLICIES, MAX_SECONDS, load_corpus
 from .data.fingerprints import clip_fingerprint
 from .data.features import CTriLoRACollator, add_log_mel
 from .data.labels import make_label_maps, make_speaker_map, shared_classes
 from .data.sampler import build_transcript_vocab
-from .data.splits import TARGET_SPLIT_MODES, apply_splits, read_splits, restrict_to_classes, speaker_independent_split, stratified_split, target_split, write_splits
+from .data.splits import TARGET_SPLIT_MODES, apply_splits, expand_splits, read_splits, restrict_to_classes, speaker_independent_split, stratified_split, target_split, write_splits
 from .demo.corpus import build_demo_corpus
 from .demo.tiny_whisper import build_tiny_whisper
 
@@ -53,6 +53,8 @@ class DataArguments:
     target_split: str = field(default="speaker", metadata={"choices": TARGET_SPLIT_MODES, "help": "Disjoint target split: 'speaker' (by speaker, default) or 'stratified' (by clip, stratified by emotion; for corpora whose speakers are confounded with emotion, such as URDU)."})
     transductive: bool = field(default=False, metadata={"help": "Use every target clip both for adaptation and for testing (the paper's protocol)."})
     on_bad_audio: str = field(default="error", metadata={"choices": ("error", "skip"), "help": "'error' (stop at the first bad clip) or 'skip' (drop, count and report bad clips)."})
+    max_duration: float | None = field(default=None, metadata={"help": "Longest clip in seconds kept whole (default 30, Whisper's window; more than the backbone's window is refused); longer clips follow --long_clips."})
+    long_clips: str = field(default="bad_audio", metadata={"choices": LONG_CLIP_POLICIES, "help": "Clips longer than --max_duration: 'bad_audio' (default: a bad clip, so --on_bad_audio stops or skips), 'skip' (drop and report them), 'crop' (keep the first --max_duration seconds) or 'split' (the fewest equal consecutive segments of at most --max_duration seconds, one row each with the clip's label and speaker, all in the clip's split). Counted in the corpus report."})
     label_aliases: str | None = field(default=None, metadata={"help": "JSON object of extra emotion aliases, e.g. '{\"pleased\": \"happy\"}'."})
     demo_dir: str | None = field(default=None, metadata={"help": "Where the embedded demo corpus is built (default: ~/.cache/ctrilora/demo-corpus)."})
 
@@ -63,6 +65,10 @@ class DataArguments:
             raise ValueError(f"--source_split {self.source_split!r}: expected 'stratified' or 'speaker_independent'")
         if self.on_bad_audio not in ("error", "skip"):
             raise ValueError(f"--on_bad_audio {self.on_bad_audio!r}: expected 'error' or 'skip'")
+        if self.long_clips not in LONG_CLIP_POLICIES:
+            raise ValueError(f"--long_clips {self.long_clips!r}: expected one of {', '.join(LONG_CLIP_POLICIES)}")
+        if self.max_duration is not None and not self.max_duration > 0:
+            raise ValueError(f"--max_duration must be a positive number of seconds, got {self.max_duration}")
         if self.target_split not in TARGET_SPLIT_MODES:
             raise ValueError(f"--target_split {self.target_split!r}: expected one of {TARGET_SPLIT_MODES}")
         if not 0 < self.target_adaptation_fraction < 1:
@@ -164,7 +170,12 @@ def _language(dataset: datasets.Dataset, given: str | None, role: str) -> str:
 FEATURE_CACHE_VERSION = "log-mel-cache-3"
 
 
-def _cached_log_mel(dataset: datasets.Dataset, feature_extractor: WhisperFeatureExtractor) -> datasets.Dataset:
+def _cached_log_mel(
+    dataset: datasets.Dataset,
+    feature_extractor: WhisperFeatureExtractor,
+    max_duration: float = MAX_SECONDS,
+    long_clips: str = "bad_audio",
+) -> datasets.Dataset:
     """Log-Mel features, cached under ~/.cache/ctrilora/features.
 
     The key is every clip's path and content (:func:`trainer.data.fingerprints.clip_fingerprint`: size, mtime and a
@@ -175,6 +186,8 @@ def _cached_log_mel(dataset: datasets.Dataset, feature_extractor: WhisperFeature
     for path, audio in zip(dataset["path"], dataset["audio"]):
         digest.update(f"{path}\t{clip_fingerprint(audio)}\n".encode("utf-8"))
     digest.update(feature_extractor.to_json_string().encode("utf-8"))
+    if long_clips in ("crop", "split"):  # the rows and features depend on them (other policies keep the old key)
+        digest.update(f"long_clips={long_clips}\tmax_duration={max_duration!r}".encode("utf-8"))
     cache_dir = CACHE_HOME / "features"
     cache_dir.mkdir(parents=True, exist_ok=True)
     cache_file = cache_dir / f"{digest.hexdigest()[:24]}.arrow"
@@ -183,7 +196,8 @@ def _cached_log_mel(dataset: datasets.Dataset, feature_extractor: WhisperFeature
             logger.info("log-Mel cache: reusing %s for %d clips", cache_file, dataset.num_rows)
         else:
             logger.info("log-Mel cache: computing features of %d clips into %s", dataset.num_rows, cache_file)
-        return add_log_mel(dataset, feature_extractor, cache_file_name=str(cache_file))
+        return add_log_mel(dataset, feature_extractor, max_duration=max_duration, long_clips=long_clips,
+                           cache_file_name=str(cache_file))
 
 
 def _splits(dataset: datasets.Dataset, path: Path, make: Any, metadata: dict[str, Any]) -> dict[str, list[int]]:
@@ -197,15 +211,30 @@ def _splits(dataset: datasets.Dataset, path: Path, make: Any, metadata: dict[str
 
 
 def prepare_data(data_args: DataArguments, base_model: str, run_dir: str | os.PathLike, seed: int, padding: str = "short") -> ExperimentData:
-    """Load, harmonise, restrict to shared classes, split (written to `run_dir`), featurise and build the collator."""
+    """Load, harmonise, restrict to shared classes, split (written to `run_dir`), featurise and build the collator.
+
+    Clips longer than `data_args.max_duration` (default 30 s, Whisper's window) follow `data_args.long_clips`
+    (`trainer.data.corpora`); splits are made on clips, and under "split" each clip's segments follow it.
+    """
     run = RunFolder(run_dir)
     source_dir, target_dir = resolve_corpora(data_args)
     aliases = json.loads(data_args.label_aliases) if data_args.label_aliases else None
+    max_duration = MAX_SECONDS if data_args.max_duration is None else data_args.max_duration
+    if data_args.max_duration is not None:  # checked before the corpora load (the default fits real Whisper)
+        encoder = AutoConfig.from_pretrained(base_model)
+        extractor = WhisperFeatureExtractor.from_pretrained(base_model)
+        window = 2 * encoder.max_source_positions * extractor.hop_length / extractor.sampling_rate
+        if max_duration > window:
+            raise ValueError(
+                f"--max_duration {max_duration:g} s is longer than the backbone's window ({window:g} s, "
+                f"{base_model}); give at most {window:g}, with --long_clips crop or split for longer clips"
+            )
     loaded, reports = {}, {}
     for role, folder in (("source", source_dir), ("target", target_dir)):
         name = f"kazakh-demo-{role}" if data_args.is_demo else None
         dataset, report = load_corpus(
-            folder, label_aliases=aliases, on_bad_audio=data_args.on_bad_audio, corpus_name=name, return_report=True
+            folder, label_aliases=aliases, on_bad_audio=data_args.on_bad_audio, corpus_name=name, return_report=True,
+            max_duration=max_duration, long_clips=data_args.long_clips,
         )
         loaded[role], reports[role] = dataset, report.summary()
         logger.info(report.summary())
@@ -235,8 +264,13 @@ def prepare_data(data_args: DataArguments, base_model: str, run_dir: str | os.Pa
     backbone = AutoConfig.from_pretrained(base_model)
     feature_extractor = WhisperFeatureExtractor.from_pretrained(base_model)
     tokenizer = WhisperTokenizer.from_pretrained(base_model, language=languages["source"] or None, task="transcribe")
-    source = apply_splits(_cached_log_mel(loaded["source"], feature_extractor), source_splits)
-    target = apply_splits(_cached_log_mel(loaded["target"], feature_extractor), target_splits)
+    featurised = {role: _cached_log_mel(loaded[role], feature_extractor, max_duration, data_args.long_clips)
+                  for role in loaded}
+    if data_args.long_clips == "split":  # rows are segments now; each follows its clip's split
+        source_splits = expand_splits(source_splits, featurised["source"]["clip_row"])
+        target_splits = expand_splits(target_splits, featurised["target"]["clip_row"])
+    source = apply_splits(featurised["source"], source_splits)
+    target = apply_splits(featurised["target"], target_splits)
     speaker2id = make_speaker_map(source["train"]["speaker"])
     collator = CTriLoRACollator(
         tokenizer,

@@ -31,6 +31,7 @@ from transformers import PreTrainedTokenizerBase, WhisperFeatureExtractor
 
 from modeling_ctrilora.feature_extraction_ctrilora import LOG_MEL_RANGE, LOG_MEL_SILENCE, load_audio, log_mel, pad_frames
 from modeling_ctrilora.modeling_ctrilora import IGNORE_INDEX
+from trainer.data.corpora import MAX_SECONDS, long_clip_segments
 from trainer.data.sampler import normalize_transcript
 
 WHISPER_MAX_FRAMES = 3000  # 30 s at a 10 ms hop: the stock encoder's only accepted length.
@@ -50,10 +51,37 @@ def _log_mel_row(row: dict[str, Any], feature_extractor: WhisperFeatureExtractor
     return {"input_features": features, "num_frames": features.shape[-1]}
 
 
+def _log_mel_segments(
+    rows: dict[str, list[Any]], indices: list[int], feature_extractor: WhisperFeatureExtractor, max_duration: float,
+    long_clips: str,
+) -> dict[str, list[Any]]:
+    """Batched map: each clip → its rows under `long_clips` (crop: one, the first `max_duration` s; split: one per
+    segment, ``path`` suffixed ``@<start>-<end>s`` so every row keeps a unique clip id; ``clip_row`` = clip's index)."""
+    rate = feature_extractor.sampling_rate
+    out: dict[str, list[Any]] = {name: [] for name in [*rows, "input_features", "num_frames", "clip_row"]}
+    for position, index in enumerate(indices):
+        audio = load_audio(rows["audio"][position], rate, max_seconds=None)
+        bounds = long_clip_segments(len(audio), rate, max_duration, long_clips)
+        for start, end in bounds:
+            features = log_mel(audio[start:end], feature_extractor)
+            for name in rows:
+                out[name].append(rows[name][position])
+            if len(bounds) > 1:
+                out["path"][-1] = f"{rows['path'][position]}@{start / rate:.2f}-{end / rate:.2f}s"
+            if (start, end) != (0, len(audio)) and "transcript" in out:
+                out["transcript"][-1] = ""  # the clip's transcript does not align with a part of it: no ASR target
+            out["input_features"].append(features)
+            out["num_frames"].append(features.shape[-1])
+            out["clip_row"].append(index)
+    return out
+
+
 def add_log_mel(
     ds: datasets.Dataset,
     feature_extractor: WhisperFeatureExtractor,
     *,
+    max_duration: float = MAX_SECONDS,
+    long_clips: str = "bad_audio",
     num_proc: int | None = None,
     cache_file_name: str | None = None,
     load_from_cache_file: bool = True,
@@ -65,20 +93,47 @@ def add_log_mel(
     files (``load_from_disk``, or after any earlier cached ``map``) is reused on the next call with the same
     extractor; an in-memory dataset (as returned by ``load_corpus``) is cached when `cache_file_name` is given.
 
+    Clips longer than `max_duration` follow `long_clips` (:data:`trainer.data.corpora.LONG_CLIP_POLICIES`, as given
+    to ``load_corpus``): ``"crop"`` keeps their first `max_duration` seconds; ``"split"`` turns each into its equal
+    segments (:func:`~trainer.data.corpora.long_clip_segments`), one row each, and adds ``clip_row`` (the clip's
+    row index in `ds`) to every row, for :func:`trainer.data.splits.expand_splits`; a segment row's ``path`` is the
+    clip's with ``@<start>-<end>s`` appended (a unique clip id for evaluation and caches; ``audio`` stays the
+    clip's). A cropped or split row keeps the clip's emotion and speaker but gets an empty ``transcript`` (no ASR
+    loss): the clip's transcript cannot be aligned to a part of it. Other policies leave a longer clip to
+    :func:`load_audio`'s 30 s check.
+
     Args:
         ds: a corpus dataset with an ``audio`` column (``Audio(decode=False)``).
         feature_extractor: the backbone's `WhisperFeatureExtractor`.
+        max_duration: longest clip kept whole, in seconds; long_clips: the policy for longer ones.
         num_proc: worker processes for the map.
         cache_file_name: Arrow cache file for the result.
         load_from_cache_file: reuse a matching cache file when there is one.
 
     Returns:
-        The dataset with two more columns; ``num_frames`` is the clip's true frame count (odd or even).
+        The dataset with two more columns (three under ``"split"``); ``num_frames`` is the clip's true frame count
+        (odd or even).
     """
     features = ds.features.copy()
     # Sequence (not List) keeps datasets 3.x working; on datasets >= 4 it is the same List(List(float32)) type.
     features["input_features"] = datasets.Sequence(datasets.Sequence(datasets.Value("float32")))
     features["num_frames"] = datasets.Value("int32")
+    if long_clips in ("crop", "split"):
+        features["clip_row"] = datasets.Value("int64")
+        mapped = ds.map(
+            _log_mel_segments,
+            fn_kwargs={"feature_extractor": feature_extractor, "max_duration": max_duration, "long_clips": long_clips},
+            batched=True,
+            batch_size=16,
+            with_indices=True,
+            features=features,
+            num_proc=num_proc,
+            cache_file_name=cache_file_name,
+            load_from_cache_file=load_from_cache_file,
+            desc=f"log-Mel features ({long_clips} clips over {max_duration:g} s)",
+        )
+        # A crop keeps one row per clip: row i is clip i, so the column would say nothing.
+        return mapped.remove_columns("clip_row") if long_clips == "crop" else mapped
     return ds.map(
         _log_mel_row,
         fn_kwargs={"feature_extractor": feature_extractor},

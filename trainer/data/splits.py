@@ -266,6 +266,22 @@ def restrict_to_classes(
     return ds.select(kept), removed
 
 
+def expand_splits(splits: Mapping[str, Sequence[int]], clip_rows: Sequence[int]) -> Splits:
+    """Clip-level splits → row-level splits of a dataset whose rows are segments of clips (``long_clips="split"``).
+
+    Splits are made (and written) on clips; every segment row goes to the split of its clip (`clip_rows[row]` is the
+    clip's index), so no clip has segments on both sides of a split.
+
+    Example:
+        >>> expand_splits({"train": [0], "test": [1]}, [0, 0, 1, 1, 1])
+        {'train': [0, 1], 'test': [2, 3, 4]}
+    """
+    rows_of: dict[int, list[int]] = defaultdict(list)
+    for row, clip in enumerate(clip_rows):
+        rows_of[int(clip)].append(row)
+    return _finish({name: [row for clip in indices for row in rows_of[int(clip)]] for name, indices in splits.items()})
+
+
 def apply_splits(ds: datasets.Dataset, splits: Mapping[str, Sequence[int]]) -> datasets.DatasetDict:
     """``DatasetDict`` with one ``ds.select(indices)`` per split name."""
     return datasets.DatasetDict({name: ds.select(list(indices)) for name, indices in splits.items()})
@@ -364,6 +380,7 @@ __all__ = [
     "TARGET_SPLITS",
     "Splits",
     "apply_splits",
+    "expand_splits",
     "read_splits",
     "restrict_to_classes",
     "speaker_independent_split",
