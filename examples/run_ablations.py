@@ -9,7 +9,10 @@
 Each run is a separate process (`examples/train_ctrilora.py`, or `examples/frozen_probe.py` for the baselines
 `frozen_probe` and `frozen_probe_coral`) writing `<output_dir>/<preset>/seed-<k>/` with its log beside it. A run
 whose `evaluation/results.json` exists is skipped, so re-running resumes; a run that dies is reported (exit code
-and the tail of its log) and the others go on. Arguments after `--` go to every training run. Output:
+and the tail of its log) and the others go on. The data options — every field of `trainer.run.DataArguments`
+(`--on_bad_audio`, `--label_aliases`, `--source_split`, `--target_split`, `--transductive`, …; see `--help`) — and
+`--base_model` go to every run, baselines included, so all runs of a table are scored on the same clips. Arguments
+after `--` go to every C-TriLoRA training run (not to the baselines); a data option there is refused. Output:
 `<output_dir>/ablation.json`, `ablation.md` and the PNGs.
 """
 
@@ -20,42 +23,70 @@ import json
 import subprocess
 import sys
 import time
+from dataclasses import MISSING, fields
 from pathlib import Path
 
 from tqdm.auto import tqdm
+from transformers import HfArgumentParser
 
 from modeling_ctrilora.presets import ABLATION_PRESETS
 from trainer.evaluation.ablation import load_runs, render_ablation_report, run_folder, summarise, write_figures
+from trainer.run import DataArguments
 
 REPO = Path(__file__).resolve().parents[1]
 BASELINES = ("frozen_probe", "frozen_probe_coral")
-DATA_OPTIONS = ("base_model", "source", "target", "source_language", "target_language", "source_split",
-                "target_adaptation_fraction")
 
 
 def parse_arguments(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[str]]:
+    """(this script's arguments, with the parsed `DataArguments` as `.data`; the arguments after `--`)."""
     argv = sys.argv[1:] if argv is None else list(argv)
     train_extra = argv[argv.index("--") + 1 :] if "--" in argv else []
     argv = argv[: argv.index("--")] if "--" in argv else argv
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    # The data options are DataArguments' own fields (names, types, choices, help), as in the two scripts it launches.
+    parser = HfArgumentParser(DataArguments, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--presets", nargs="+", default=list(ABLATION_PRESETS),
                         choices=[*ABLATION_PRESETS, *BASELINES], metavar="PRESET",
                         help=f"Variants to run (default: the nine Table I rows). Choices: {', '.join([*ABLATION_PRESETS, *BASELINES])}.")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
     parser.add_argument("--output_dir", default="runs/ablations")
-    parser.add_argument("--transductive", action="store_true", help="Paper protocol: target clips for adaptation and test.")
     parser.add_argument("--report_only", action="store_true",
                         help="Train nothing: write the table and figures from the runs of --presets × --seeds that "
                              "have finished (e.g. three seeds of some presets, one of others).")
-    for option in DATA_OPTIONS:
-        parser.add_argument(f"--{option}")
-    return parser.parse_args(argv), train_extra
+    parser.add_argument("--base_model", help="Whisper checkpoint folder or Hub id of every run; default: the demo's tiny random Whisper.")
+    data, args = parser.parse_args_into_dataclasses(args=argv)
+    data_options = {spec.name for spec in fields(DataArguments)}
+    misplaced = [item for item in train_extra
+                 if item.startswith("--") and item[2:].split("=")[0].replace("-", "_") in data_options]
+    if misplaced:
+        parser.error(
+            f"{', '.join(misplaced)} after `--` would reach the C-TriLoRA runs only, so the baselines would be scored on "
+            "other splits: give data options before `--`"
+        )
+    args.data = data
+    return args, train_extra
+
+
+def data_flags(data: DataArguments) -> list[str]:
+    """Every data argument that differs from its default, as flags both launched scripts parse.
+
+    Derived from `DataArguments`' fields, so a data option added there is forwarded to every run without a change here.
+    """
+    flags: list[str] = []
+    for spec in fields(DataArguments):
+        default = spec.default if spec.default is not MISSING else (
+            spec.default_factory() if spec.default_factory is not MISSING else MISSING
+        )
+        value = getattr(data, spec.name)
+        if value is None or value == default:
+            continue
+        flags += [f"--{spec.name}", *(map(str, value) if isinstance(value, (list, tuple)) else [str(value)])]
+    return flags
 
 
 def run_command(args: argparse.Namespace, preset: str, seed: int, train_extra: list[str]) -> list[str]:
-    common = [item for option in DATA_OPTIONS if getattr(args, option) for item in (f"--{option}", getattr(args, option))]
+    """The command line of one run: the data options and backbone for every run, `train_extra` for C-TriLoRA runs."""
+    common = data_flags(args.data) + (["--base_model", args.base_model] if args.base_model else [])
     common += ["--seed", str(seed), "--output_dir", str(run_folder(args.output_dir, preset, seed).root)]
-    common += ["--transductive"] if args.transductive else []
     if preset in BASELINES:
         return [sys.executable, str(REPO / "examples" / "frozen_probe.py"), *common, *(["--coral"] if preset.endswith("coral") else [])]
     return [sys.executable, str(REPO / "examples" / "train_ctrilora.py"), *common, "--preset", preset, *train_extra]

@@ -9,7 +9,9 @@
 
 The run folder (`--output_dir`) receives the split files, checkpoints, the final model (loadable with
 `WhisperForTriLoRA.from_pretrained(output_dir)`, processor included), `trainer_state.json` with every logged loss
-term, and `evaluation/` (results.json, report.md, plots). With no data arguments the embedded demo corpus is built
+term, `evaluation/` (results.json, report.md, plots) and the model card (`README.md`, with the `results.json` and plots
+it shows), so the finished folder is ready to upload as it is. `--resume_from_checkpoint True` continues from the last
+`checkpoint-<step>` in `--output_dir` (or name a checkpoint folder). With no data arguments the embedded demo corpus is built
 (eSpeak NG Kazakh, prosody caricatures of six emotions; a second voice set behind a noisy band-limited reverberant
 channel as target): it checks the pipeline end to end, not emotion science.
 """
@@ -25,6 +27,7 @@ from accelerate import PartialState
 from transformers import HfArgumentParser, WhisperProcessor, set_seed
 
 
+from hub_cards.push import push_to_hub_with_card, write_model_card
 from hub_cards.run_folder import RunFolder
 from modeling_ctrilora import WhisperForTriLoRA
 from trainer import CTriLoRATrainer, CTriLoRATrainingArguments
@@ -102,6 +105,7 @@ def main(argv: list[str] | None = None) -> dict:
     model_args, data_args, training_args = parse_arguments(argv)
     if training_args.push_to_hub and not training_args.hub_model_id:  # checked now, not after hours of training
         raise ValueError("--push_to_hub needs --hub_model_id ORG/NAME")
+    resume = training_args.checkpoint_to_resume()  # likewise: a missing checkpoint is named before the data is read
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     transformers.utils.logging.set_verbosity_warning()
     set_seed(training_args.seed)
@@ -156,7 +160,7 @@ def main(argv: list[str] | None = None) -> dict:
         compute_metrics=compute_metrics_fn(data.id2label),
         processing_class=WhisperProcessor(feature_extractor=data.feature_extractor, tokenizer=data.tokenizer),
     )
-    trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    trainer.train(resume_from_checkpoint=resume)
 
     results = {}
     if trainer.is_world_process_zero():
@@ -168,17 +172,19 @@ def main(argv: list[str] | None = None) -> dict:
         # Saved after evaluation so the config carries the fitted temperatures.
         trainer.save_model(training_args.output_dir)
         trainer.save_state()
+        # The card (the one the push uploads) beside the model, so the run folder can be uploaded as it is.
+        card = write_model_card(trainer.model, training_args.output_dir, results=evaluation.results,
+                                repo_id=training_args.hub_model_id if push_to_hub else None)
         logger.info(
             "in-domain UAR %.3f macro-F1 %.3f | cross-corpus UAR %.3f macro-F1 %.3f | report: %s",
             results["in_domain"]["uar"], results["in_domain"]["macro_f1"],
             results["cross_corpus"]["uar"], results["cross_corpus"]["macro_f1"],
             evaluation.report,
         )
+        logger.info("model card: %s", card)
         if push_to_hub:
-            from hub_cards.push import push_to_hub_with_card
-
             url = push_to_hub_with_card(
-                trainer.model, training_args.hub_model_id, processor=trainer.processing_class, results=results,
+                trainer.model, training_args.hub_model_id, processor=trainer.processing_class, results=evaluation.results,
                 token=training_args.hub_token, private=training_args.hub_private_repo,
             )
             logger.info("pushed to %s", url)

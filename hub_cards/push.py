@@ -119,6 +119,33 @@ def save_pretrained_with_card(
     folder.root.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(folder.root)
     _save_processors(processor, folder.root)
+    write_model_card(model, folder.root, results=results, card=card, repo_id=repo_id)
+    return sorted(path.relative_to(folder.root).as_posix() for path in folder.root.rglob("*") if path.is_file())
+
+
+def write_model_card(
+    model: WhisperForTriLoRA,
+    save_directory: str | os.PathLike,
+    *,
+    results: Mapping[str, Any] | str | os.PathLike | None = None,
+    card: ModelCard | None = None,
+    repo_id: str | None = None,
+) -> Path:
+    """Write the card part of a checkpoint folder: `README.md`, the `results.json` it was filled from and its plots.
+
+    `save_pretrained_with_card` calls it after saving the model; the training script calls it on the run folder
+    after `Trainer.save_model`, so a finished run folder is ready to upload as it is.
+
+    Args:
+        model: the model the card describes (preset, trainable share and emotions where the results lack them).
+        save_directory: the checkpoint folder (a `RunFolder` root).
+        results, card, repo_id: as in `save_pretrained_with_card`.
+
+    Returns:
+        The path of the written `README.md`.
+    """
+    folder = RunFolder(save_directory)
+    folder.root.mkdir(parents=True, exist_ok=True)
     resolved, base = _resolve_results(results)
     if results is not None:
         _stage_plots(resolved, base, folder)
@@ -126,7 +153,7 @@ def save_pretrained_with_card(
     if card is None:
         card = build_model_card(_complete_from_model(resolved, model), repo_id=repo_id)
     card.save(folder.model_card)
-    return sorted(path.relative_to(folder.root).as_posix() for path in folder.root.rglob("*") if path.is_file())
+    return folder.model_card
 
 
 def push_to_hub_with_card(
@@ -182,4 +209,4 @@ def push_to_hub_with_card(
     return commit.pr_url or commit.commit_url or str(repo_url)
 
 
-__all__ = ["DEFAULT_COMMIT_MESSAGE", "push_to_hub_with_card", "save_pretrained_with_card"]
+__all__ = ["DEFAULT_COMMIT_MESSAGE", "push_to_hub_with_card", "save_pretrained_with_card", "write_model_card"]

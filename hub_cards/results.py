@@ -23,6 +23,10 @@ Schema (version 1)::
      "asr": {"in_domain": {"wer", "cer", "n"}, "cross_corpus": {...}},     (when transcripts were decoded)
      "comparisons": {"mcnemar": [{"a", "b", "split", "statistic", "p_value", "n", "method"}]},
      "wall_time_s": seconds,                                              (baselines: the whole run)
+     "skipped_clips": {"source": [{"path", "problem"}], "target": [...]},  (every clip the corpus loaders dropped —
+                                                                           bad audio under --on_bad_audio skip,
+                                                                           duplicate rows — with its problem; [] for
+                                                                           none; absent in results written before)
      "diagnostics": {…},                                                  (free-form)
      "probe": {…}}                                                        (baselines: the probe's settings)
 
@@ -62,7 +66,7 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     "calibration": ("temperatures", "ece", "discriminator_auc"),
     "plots": (),
 }
-OPTIONAL: tuple[str, ...] = ("asr", "comparisons", "wall_time_s", "diagnostics", "probe")
+OPTIONAL: tuple[str, ...] = ("asr", "comparisons", "wall_time_s", "diagnostics", "probe", "skipped_clips")
 # The type each known section has, where present.
 _TYPES: dict[str, type | tuple[type, ...]] = {
     **{section: Mapping for section in (*REQUIRED, *OPTIONAL)},
@@ -72,6 +76,7 @@ _TYPES: dict[str, type | tuple[type, ...]] = {
 _NESTED: dict[str, tuple[str, ...]] = {
     "corpora": ("name", "language", "n_test"),
     "per_class": ("f1", "recall"),
+    "skipped_clips": ("path", "problem"),
 }
 
 
@@ -125,6 +130,10 @@ def validate_results(results: Mapping[str, Any], *, complete: bool = True) -> No
     for name in ("in_domain", "cross_corpus"):
         if name in results:
             _check_classification(name, results[name], complete)
+    for role, clips in (results.get("skipped_clips") or {}).items():
+        keys = _NESTED["skipped_clips"]
+        if not isinstance(clips, list) or not all(isinstance(clip, Mapping) and all(key in clip for key in keys) for clip in clips):
+            _fail(f'"skipped_clips.{role}" must be a list of {{"path": file, "problem": why it was skipped}}')
 
 
 def load_results(path: str | os.PathLike, *, complete: bool = False) -> dict[str, Any]:

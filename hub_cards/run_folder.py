@@ -15,7 +15,10 @@ A run folder is the `--output_dir` of `examples/train_ctrilora.py` or `examples/
             predictions.json                 per-clip predictions, for McNemar between runs
             *.png                            the plots, named in results.json's "plots" relative to this folder
         README.md, results.json, plots/      the model card, the results it was filled from and the plots it shows
-                                             (`hub_cards.push.save_pretrained_with_card`: what goes to the Hub)
+                                             (`hub_cards.push.write_model_card`, at the end of training: what goes
+                                             to the Hub)
+        checkpoint-<step>/, runs/            Trainer checkpoints (`--resume_from_checkpoint True` takes the last)
+                                             and `--report_to tensorboard` events
     <root>.log                               the run's log, when `examples/run_ablations.py` launched it
 
 Here, in `hub_cards`, because both `trainer` (which writes the folder) and `hub_cards.push` (which publishes it) use

@@ -276,6 +276,14 @@ class WhisperForTriLoRA(WhisperPreTrainedModel):
     The stock `WhisperFeatureExtractor` output works as it comes (`prepare_features`):
     `model(**feature_extractor(audio, sampling_rate=16000, return_attention_mask=True, return_tensors="pt"))`.
 
+    Transcription is `modeling_ctrilora.transcribe.transcribe(model, input_features, attention_mask, tokenizer)`, not
+    `model.generate` (which raises and says so). `GenerationMixin` does not fit without bending the model: it reads
+    next-token scores from `forward(...).logits`, which here are the emotion logits (the audio-classification contract
+    the pipeline, the Trainer's metrics and `predict_emotion` rely on); the decoder is conditioned on FiLM(z_lex) with
+    z_lex routed from the pooled state of the whole clip and cross-attends under the encoder's padding mask, which a
+    plain `encoder_outputs` does not carry; and the decoder keeps no key/value cache. `transcribe` encodes once and
+    decodes greedily with Whisper's prompt, language detection, suppress lists and a loop stop.
+
     Example:
         >>> from modeling_ctrilora import WhisperForTriLoRA
         >>> model = WhisperForTriLoRA.from_whisper("openai/whisper-base", num_emotions=6, num_speakers=24)  # doctest: +SKIP
@@ -562,6 +570,15 @@ class WhisperForTriLoRA(WhisperPreTrainedModel):
         return None, shared, shared, None, shared
 
     # ------------------------------------------------------------------------------------------------- decoder
+    def generate(self, *args: Any, **kwargs: Any):
+        """Not available: transcribe with `modeling_ctrilora.transcribe.transcribe` (why: the class docstring)."""
+        raise NotImplementedError(
+            "WhisperForTriLoRA has no generate(): its forward's `logits` are the emotion scores and its decoder is "
+            "conditioned on FiLM(z_lex) of the whole clip, which GenerationMixin cannot drive. Transcribe with "
+            "modeling_ctrilora.transcribe.transcribe(model, input_features, attention_mask, tokenizer, language=...) "
+            "(or `ctrilora predict --transcribe`)"
+        )
+
     def decode(
         self,
         decoder_input_ids: torch.Tensor,

@@ -1,13 +1,19 @@
-"""Shared fixtures: a tiny random Whisper checkpoint folder built offline (no Hub, no ../shared)."""
+"""Shared fixtures: a tiny random Whisper checkpoint folder, two small corpora and the training script on them, all
+built offline (no Hub, no ../shared)."""
 
 from __future__ import annotations
+
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 
+from conftest_data import make_csv_corpus
 from modeling_ctrilora import WhisperForTriLoRA
 from trainer.demo.tiny_whisper import build_tiny_whisper
 
+REPO = Path(__file__).resolve().parents[1]
 TINY_SOURCE_POSITIONS = 50  # 100 mel frames: short enough to keep the suite fast, long enough for mixed lengths.
 
 
@@ -74,3 +80,33 @@ def checkpoint(tiny_whisper_dir, tmp_path_factory) -> str:
 def checkpoint_30s(tiny_whisper_30s_dir, tmp_path_factory) -> str:
     """The same tiny model with Whisper's real 30 s window, for segmenting long recordings (5 s chunks)."""
     return _save_checkpoint(tiny_whisper_30s_dir, tmp_path_factory.mktemp("ctrilora-checkpoint-30s"))
+
+
+@pytest.fixture(scope="session")
+def corpora(tmp_path_factory) -> tuple[str, str]:
+    """(source, target) metadata.csv corpora: 4 speakers each saying 2 transcripts in 4 emotions (0.5 s / 0.4 s clips).
+    Read-only: a test that changes a corpus makes its own."""
+    root = tmp_path_factory.mktemp("corpora")
+    source = make_csv_corpus(root / "src", speakers=("01", "02", "03", "04"), seconds=0.5)
+    target = make_csv_corpus(root / "tgt", speakers=("11", "12", "13", "14"), seconds=0.4)
+    return source, target
+
+
+@pytest.fixture
+def train_script(corpora, tiny_whisper_dir, tmp_path, monkeypatch):
+    """`train_script(output_dir, *arguments)` → `examples/train_ctrilora.py`'s `main` (its results dict) on `corpora`
+    with the tiny Whisper on the CPU, batch 8, factor_dim 16 and the feature cache under this test's `tmp_path`.
+    `arguments` are added after those, so they can also override them (e.g. another batch size)."""
+    sys.path.insert(0, str(REPO / "examples"))
+    import train_ctrilora
+
+    monkeypatch.setattr("trainer.run.CACHE_HOME", tmp_path / "cache")
+    source, target = corpora
+
+    def run(output_dir, *arguments: str) -> dict:
+        return train_ctrilora.main([
+            "--base_model", tiny_whisper_dir, "--source", source, "--target", target, "--output_dir", str(output_dir),
+            "--per_device_train_batch_size", "8", "--factor_dim", "16", "--use_cpu", *arguments,
+        ])
+
+    return run

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +17,6 @@ import soundfile
 import torch
 from transformers import AutoFeatureExtractor, pipeline
 
-from conftest_data import make_csv_corpus
 from modeling_ctrilora import WhisperForTriLoRA, hardware
 from modeling_ctrilora.cli import main
 from modeling_ctrilora.losses import coral_loss, counterfactual_margin_loss, orthogonality_loss
@@ -30,7 +28,6 @@ from trainer.evaluation.metrics import compute_metrics_fn
 from trainer.run import DataArguments, prepare_data
 from conftest import CHECKPOINT_EMOTIONS
 
-REPO = Path(__file__).resolve().parents[1]
 EMOTIONS = CHECKPOINT_EMOTIONS
 RATE = 16000
 
@@ -103,14 +100,6 @@ def test_factor_losses_compute_in_fp32_inside_bf16_autocast():
 
 
 # ------------------------------------------------------------------------------------------------------ training
-@pytest.fixture
-def corpora(tmp_path_factory):
-    root = tmp_path_factory.mktemp("corpora")
-    source = make_csv_corpus(root / "src", speakers=("01", "02", "03", "04"), seconds=0.5)
-    target = make_csv_corpus(root / "tgt", speakers=("11", "12", "13", "14"), seconds=0.4)
-    return source, target
-
-
 def test_bf16_training_autocasts_the_forward_keeps_fp32_weights_and_evaluates(
     corpora, tiny_whisper_dir, tmp_path, monkeypatch, slow_cpu, caplog
 ):
@@ -183,18 +172,10 @@ def test_bf16_training_autocasts_the_forward_keeps_fp32_weights_and_evaluates(
     assert evaluation_autocast and all(evaluation_autocast)
 
 
-def test_training_script_with_bf16_trains_and_evaluates(corpora, tiny_whisper_dir, tmp_path, monkeypatch):
-    sys.path.insert(0, str(REPO / "examples"))
-    import train_ctrilora
-
-    monkeypatch.setattr("trainer.run.CACHE_HOME", tmp_path / "cache")
-    source, target = corpora
+def test_training_script_with_bf16_trains_and_evaluates(train_script, tmp_path):
     run = tmp_path / "run"
-    results = train_ctrilora.main([
-        "--base_model", tiny_whisper_dir, "--source", source, "--target", target, "--output_dir", str(run),
-        "--max_steps", "2", "--per_device_train_batch_size", "8", "--factor_dim", "16", "--use_cpu", "--bf16",
-        "--eval_strategy", "no", "--save_strategy", "no", "--logging_steps", "1",
-    ])
+    results = train_script(run, "--max_steps", "2", "--bf16", "--eval_strategy", "no", "--save_strategy", "no",
+                           "--logging_steps", "1")
     state = json.loads((run / "trainer_state.json").read_text())
     assert state["global_step"] == 2
     assert all(math.isfinite(entry["loss"]) for entry in state["log_history"] if "loss" in entry)

@@ -4,38 +4,24 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
 import torch
 
-from conftest_data import make_csv_corpus
 from modeling_ctrilora import WhisperForTriLoRA
+from trainer.run import DataArguments
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "examples"))
 
 
-@pytest.fixture(scope="module")
-def corpora(tmp_path_factory):
-    root = tmp_path_factory.mktemp("corpora")
-    return (
-        make_csv_corpus(root / "src", speakers=("01", "02", "03", "04"), seconds=0.5),
-        make_csv_corpus(root / "tgt", speakers=("11", "12", "13", "14"), seconds=0.4),
-    )
-
-
-def test_evaluate_script_rebuilds_the_runs_data_and_writes_the_report(corpora, tiny_whisper_dir, tmp_path, monkeypatch):
+def test_evaluate_script_rebuilds_the_runs_data_and_writes_the_report(train_script, tmp_path, monkeypatch):
     import evaluate_ctrilora
-    import train_ctrilora
 
-    monkeypatch.setattr("trainer.run.CACHE_HOME", tmp_path / "cache")
-    source, target = corpora
     run = tmp_path / "run"
-    trained = train_ctrilora.main([
-        "--base_model", tiny_whisper_dir, "--source", source, "--target", target, "--output_dir", str(run),
-        "--max_steps", "2", "--per_device_train_batch_size", "8", "--factor_dim", "16", "--use_cpu",
-    ])
+    trained = train_script(run, "--max_steps", "2")
     out = tmp_path / "evaluation-again"
     results = evaluate_ctrilora.main([
         "--checkpoint", str(run), "--output_dir", str(out), "--compare", f"itself={run / 'evaluation'}",
@@ -138,3 +124,52 @@ def test_run_ablations_reports_a_run_that_dies(corpora, tiny_whisper_dir, tmp_pa
     with pytest.raises(SystemExit, match="no run finished"):
         run_ablations.main(argv)
     assert (tmp_path / "abl" / "full" / "seed-0.log").read_text()
+
+
+# Every data option set away from its default (a field DataArguments gains later keeps its default here and is still
+# compared below, so the round trip covers it too).
+DATA_OPTIONS = {
+    "source": "/data/src", "target": "/data/tgt", "source_language": "en", "target_language": "de",
+    "source_split": "speaker_independent", "target_adaptation_fraction": "0.3", "target_split": "stratified",
+    "transductive": "True", "on_bad_audio": "skip", "label_aliases": '{"pleased": "happy"}', "demo_dir": "/data/demo",
+    "max_duration": "12.5", "long_clips": "crop",
+}
+
+
+@pytest.mark.parametrize("preset", ["full", "ser_only", "frozen_probe", "frozen_probe_coral"])
+def test_run_ablations_passes_every_data_option_to_every_run(preset, tmp_path):
+    import frozen_probe
+    import run_ablations
+    import train_ctrilora
+    from transformers import HfArgumentParser
+
+    given = {name: value for name, value in DATA_OPTIONS.items() if name in {f.name for f in fields(DataArguments)}}
+    argv = ["--presets", preset, "--output_dir", str(tmp_path), "--base_model", "/models/whisper",
+            *[item for name, value in given.items() for item in (f"--{name}", value)], "--", "--max_steps", "3"]
+    args, train_extra = run_ablations.parse_arguments(argv)
+    command = run_ablations.run_command(args, preset, 1, train_extra)
+    script, flags = Path(command[1]).name, command[2:]
+    for name, value in given.items():
+        assert flags[flags.index(f"--{name}") + 1] == value, name
+    # The launched script parses them back into the same DataArguments (every field, not only those above).
+    if preset.startswith("frozen_probe"):
+        assert script == "frozen_probe.py" and "--max_steps" not in flags
+        probe, data = HfArgumentParser((frozen_probe.ProbeArguments, DataArguments)).parse_args_into_dataclasses(args=flags)
+        assert probe.base_model == "/models/whisper" and probe.seed == 1 and probe.coral == preset.endswith("coral")
+    else:
+        assert script == "train_ctrilora.py" and flags[-2:] == ["--max_steps", "3"]
+        model, data, training = train_ctrilora.parse_arguments(flags)
+        assert model.base_model == "/models/whisper" and training.seed == 1 and training.preset == preset
+    assert data == args.data and data.transductive is True and data.on_bad_audio == "skip"
+    assert data.target_split == "stratified" and data.target_adaptation_fraction == 0.3
+
+
+def test_run_ablations_forwards_nothing_for_defaults_and_refuses_data_options_after_the_separator(tmp_path, capsys):
+    import run_ablations
+
+    args, _ = run_ablations.parse_arguments(["--presets", "frozen_probe", "--output_dir", str(tmp_path)])
+    assert run_ablations.data_flags(args.data) == []
+    with pytest.raises(SystemExit) as info:
+        run_ablations.parse_arguments(["--output_dir", str(tmp_path), "--", "--target-split", "stratified"])
+    assert info.value.code == 2
+    assert "--target-split after `--`" in capsys.readouterr().err  # it would miss the baselines

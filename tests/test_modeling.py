@@ -433,3 +433,12 @@ def test_merged_lora_folds_the_update_in_fp32_inside_bf16_autocast(make_model):
     assert merged.dtype == torch.float32
     torch.testing.assert_close(merged, expected.detach(), rtol=0, atol=1e-6)
     assert torch.equal(projection.get_base_layer().weight, weight)
+
+
+def test_generate_is_refused_with_a_pointer_to_transcribe(make_model):
+    """`GenerationMixin` would read the emotion logits as next-token scores (see the class docstring): `generate`
+    raises and names the API that transcribes, and the model does not claim it can generate."""
+    model = make_model()
+    with pytest.raises(NotImplementedError, match=r"modeling_ctrilora\.transcribe\.transcribe\(model, input_features"):
+        model.generate(torch.zeros(1, 80, 20))
+    assert not WhisperForTriLoRA.can_generate()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from conftest_data import make_csv_corpus
-from test_trainer import corpora, experiment_data, make_trainer  # noqa: F401  (fixtures and the trainer factory)
+from test_trainer import experiment_data, make_trainer  # noqa: F401  (a fixture and the trainer factory)
 
 from trainer.data.corpora import load_corpus
 from trainer.run import DataArguments, prepare_data

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from huggingface_hub import ModelCard
 from transformers import AutoFeatureExtractor, WhisperFeatureExtractor
 
-from conftest_data import make_csv_corpus
 from hub_cards import RunFolder, build_model_card, load_results
 from modeling_ctrilora import WhisperForTriLoRA
 from modeling_ctrilora.presets import LOGGED_LOSS_TERMS, LOSS_TERMS
@@ -24,14 +24,6 @@ from trainer.evaluation.metrics import compute_metrics_fn
 from trainer.run import CORPUS_FIELDS, DataArguments, prepare_data, protocol
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture
-def corpora(tmp_path_factory):
-    root = tmp_path_factory.mktemp("corpora")
-    source = make_csv_corpus(root / "src", speakers=("01", "02", "03", "04"), seconds=0.5)
-    target = make_csv_corpus(root / "tgt", speakers=("11", "12", "13", "14"), seconds=0.4)
-    return source, target
 
 
 @pytest.fixture
@@ -113,18 +105,10 @@ def test_resume_continues_steps_and_the_grl_schedule(experiment_data, tiny_whisp
     assert int(resumed.model.gradient_reversal.step) == int(full.model.gradient_reversal.step) == 5
 
 
-def test_training_script_end_to_end(corpora, tiny_whisper_dir, tmp_path, monkeypatch):
-    sys.path.insert(0, str(REPO / "examples"))
-    import train_ctrilora
-
-    monkeypatch.setattr("trainer.run.CACHE_HOME", tmp_path / "cache")
-    source, target = corpora
+def test_training_script_end_to_end(train_script, tmp_path):
     run = tmp_path / "run"
-    results = train_ctrilora.main([
-        "--base_model", tiny_whisper_dir, "--source", source, "--target", target, "--output_dir", str(run),
-        "--num_train_epochs", "1", "--per_device_train_batch_size", "8", "--factor_dim", "16",
-        "--source_split", "speaker_independent", "--use_cpu",
-    ])
+    results = train_script(run, "--num_train_epochs", "1", "--source_split", "speaker_independent",
+                           "--report_to", "tensorboard")
     model = WhisperForTriLoRA.from_pretrained(run)
     assert model.config.preset == "full" and model.config.target_temperature == pytest.approx(
         results["calibration"]["temperatures"]["target_adaptive"]
@@ -151,6 +135,70 @@ def test_training_script_end_to_end(corpora, tiny_whisper_dir, tmp_path, monkeyp
     for name, f1 in on_disk["cross_corpus"]["per_class"]["f1"].items():
         assert f"| {name} | {100 * on_disk['in_domain']['per_class']['f1'][name]:.1f} %" in card
         assert f"| {100 * f1:.1f} % | {100 * on_disk['cross_corpus']['per_class']['recall'][name]:.1f} % |" in card
+    # The run folder carries that card, ready to upload as it is: README.md with a model-index, results.json, plots.
+    readme = ModelCard.load(folder.model_card)
+    staged = load_results(folder.card_results, complete=True)  # the results, plots pointing at the card's copies
+    assert readme.text == build_model_card(staged).text and "### Per-class results" in readme.text
+    index = readme.data.to_dict()["model-index"]
+    scored = {(result["dataset"]["name"], metric["type"]): metric["value"]
+              for result in index[0]["results"] for metric in result["metrics"]}
+    target = f"{on_disk['corpora']['target']['name']} (cross-corpus test)"
+    assert scored[(target, "f1")] == pytest.approx(on_disk["cross_corpus"]["macro_f1"], abs=1e-4)
+    assert staged["cross_corpus"] == on_disk["cross_corpus"]
+    assert staged["plots"] and all((run / path).is_file() for path in staged["plots"].values())
+    # Nothing was skipped at loading, and results.json and report.md say so.
+    assert on_disk["skipped_clips"] == {"source": [], "target": []}
+    assert "## Clips skipped at loading\n\nNone" in report
+    # --report_to tensorboard (the `tensorboard` extra) wrote the logged losses as TensorBoard events.
+    assert list(run.glob("runs/*/events.out.tfevents.*"))
+
+
+def test_training_script_resumes_from_the_last_checkpoint_with_true(train_script, tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    common = ("--eval_strategy", "no", "--logging_steps", "1", "--save_strategy", "steps", "--save_steps", "2")
+    train_script(run, "--max_steps", "4", *common)
+    assert (run / "checkpoint-4").is_dir()  # --save_total_limit 1 (the script's default) keeps only the last one
+    steps_run = []
+    original = CTriLoRATrainer.training_step
+
+    def counting(self, *args, **kwargs):
+        steps_run.append(self.state.global_step)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(CTriLoRATrainer, "training_step", counting)
+    # "True" on the command line is the string "True": it must mean the last checkpoint, as transformers documents.
+    train_script(run, "--max_steps", "6", *common, "--resume_from_checkpoint", "True")
+    assert steps_run == [4, 5]  # only steps 5 and 6 ran: training went on from checkpoint-4
+    state = json.loads((run / "trainer_state.json").read_text())
+    assert state["global_step"] == 6
+    logged = [entry["step"] for entry in state["log_history"] if "loss" in entry]
+    assert logged == [1, 2, 3, 4, 5, 6]  # the checkpoint's history, then the resumed steps
+    assert (run / "checkpoint-6").is_dir() and not (run / "checkpoint-4").exists()
+
+
+def test_resume_with_true_and_no_checkpoint_is_an_error_before_the_data_is_read(tmp_path):
+    sys.path.insert(0, str(REPO / "examples"))
+    import train_ctrilora
+
+    run = tmp_path / "run"
+    with pytest.raises(FileNotFoundError) as info:
+        train_ctrilora.main(["--source", str(tmp_path / "absent-src"), "--target", str(tmp_path / "absent-tgt"),
+                             "--output_dir", str(run), "--resume_from_checkpoint", "True", "--use_cpu"])
+    assert str(run) in str(info.value) and "checkpoint-<step>" in str(info.value) and "--save_strategy" in str(info.value)
+    with pytest.raises(FileNotFoundError, match="no such checkpoint folder"):
+        train_ctrilora.main(["--output_dir", str(run), "--resume_from_checkpoint", str(run / "checkpoint-9"), "--use_cpu"])
+
+
+@pytest.mark.parametrize("value, expected", [(None, None), ("False", None), (False, None), ("True", "checkpoint-12"),
+                                             (True, "checkpoint-12"), ("true", "checkpoint-12"), ("given", "checkpoint-3")])
+def test_resume_from_checkpoint_values(tmp_path, value, expected):
+    for step in (3, 12):
+        (tmp_path / f"checkpoint-{step}").mkdir()
+    if value == "given":
+        value = str(tmp_path / "checkpoint-3")
+    args = CTriLoRATrainingArguments(output_dir=str(tmp_path), resume_from_checkpoint=value, use_cpu=True, report_to=[])
+    resolved = args.checkpoint_to_resume()
+    assert resolved == (None if expected is None else str(tmp_path / expected))
 
 
 def test_protocol_is_the_seed_and_every_data_argument_that_decides_the_splits():

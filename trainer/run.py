@@ -21,7 +21,7 @@ from transformers import AutoConfig, WhisperFeatureExtractor, WhisperTokenizer
 
 from hub_cards.run_folder import RunFolder
 
-from .data.corpora import LONG_CLIP_POLICIES, MAX_SECONDS, load_corpus
+from .data.corpora import LONG_CLIP_POLICIES, MAX_SECONDS, LoadReport, load_corpus
 from .data.fingerprints import clip_fingerprint
 from .data.features import CTriLoRACollator, add_log_mel
 from .data.labels import make_label_maps, make_speaker_map, shared_classes
@@ -99,7 +99,8 @@ class ExperimentData:
         classes: the emotions both corpora share (the model's label space). speaker2id: source-train speakers.
         collator: pads rows into model inputs. feature_extractor / tokenizer: the backbone's.
         languages: {"source": code, "target": code}. names: {"source": corpus name, "target": ...}.
-        load_reports: the corpora loaders' summaries (skipped clips listed).
+        load_reports: the corpora loaders' reports (`LoadReport`: counts, and every clip skipped with its problem —
+            evaluation writes them into results.json's "skipped_clips" and report.md).
     """
 
     source: datasets.DatasetDict
@@ -111,7 +112,7 @@ class ExperimentData:
     tokenizer: WhisperTokenizer
     languages: dict[str, str]
     names: dict[str, str]
-    load_reports: dict[str, str]
+    load_reports: dict[str, LoadReport]
 
     @property
     def label2id(self) -> dict[str, int]:
@@ -236,7 +237,7 @@ def prepare_data(data_args: DataArguments, base_model: str, run_dir: str | os.Pa
             folder, label_aliases=aliases, on_bad_audio=data_args.on_bad_audio, corpus_name=name, return_report=True,
             max_duration=max_duration, long_clips=data_args.long_clips,
         )
-        loaded[role], reports[role] = dataset, report.summary()
+        loaded[role], reports[role] = dataset, report
         logger.info(report.summary())
     classes = shared_classes(loaded["source"]["emotion"], loaded["target"]["emotion"])
     if len(classes) < 2:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 from transformers import TrainingArguments
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
 
 from modeling_ctrilora.presets import ABLATION_PRESETS, LOSS_TERMS
 
@@ -66,6 +68,39 @@ class CTriLoRATrainingArguments(TrainingArguments):
         if self.label_names is None:
             self.label_names = ["labels"]
         super().__post_init__()
+
+    def checkpoint_to_resume(self) -> str | None:
+        """The checkpoint folder `--resume_from_checkpoint` names, for `trainer.train(resume_from_checkpoint=...)`.
+
+        `TrainingArguments.resume_from_checkpoint` is a string, so `--resume_from_checkpoint True` arrives as the text
+        "True", which `Trainer.train` would take for a folder named True. As transformers documents for the boolean,
+        "True" (any spelling `string_to_bool` accepts, or a JSON/YAML `true`) means the last `checkpoint-<step>`
+        folder in `output_dir`; "False" or nothing means a fresh run; anything else is a checkpoint folder.
+
+        Raises:
+            FileNotFoundError: "True" with no checkpoint in `output_dir`, or a checkpoint folder that does not exist.
+        """
+        value = self.resume_from_checkpoint
+        if value is None or value is False:
+            return None
+        text = str(value).strip()
+        if text.lower() in ("false", "no", "n", "0", ""):
+            return None
+        if value is True or text.lower() in ("true", "yes", "y", "1"):
+            last = get_last_checkpoint(self.output_dir) if os.path.isdir(self.output_dir) else None
+            if last is None:
+                raise FileNotFoundError(
+                    f"--resume_from_checkpoint True: no {PREFIX_CHECKPOINT_DIR}-<step> folder in --output_dir "
+                    f"{self.output_dir}, so there is nothing to resume. Checkpoints are written with --save_strategy "
+                    "steps or epoch; start without --resume_from_checkpoint, or name a checkpoint folder"
+                )
+            return last
+        if not os.path.isdir(text):
+            raise FileNotFoundError(
+                f"--resume_from_checkpoint {text}: no such checkpoint folder; give a {PREFIX_CHECKPOINT_DIR}-<step> "
+                f"folder, or True for the last one in --output_dir {self.output_dir}"
+            )
+        return text
 
     def loss_weight_overrides(self) -> dict[str, float]:
         """`{config field: value}` for every loss weight given on the command line."""

@@ -94,3 +94,15 @@ def test_validation_names_what_is_wrong(evaluated, tmp_path):
     # Sections this code does not know are left alone: a newer writer may add them.
     validate_results({**results, "diagnostics": {}, "something_new": [1, 2]})
     validate_results({"model": {"preset": "full"}}, complete=False)
+
+
+def test_skipped_clips_section_is_optional_and_checked_where_present(evaluated):
+    _, results = evaluated
+    assert "skipped_clips" not in results  # data without loader reports: results as written before the field existed
+    validate_results(results)  # ... still complete, at the same schema version
+    listed = {"source": [{"path": "/c/a.wav", "problem": "unreadable audio"}], "target": []}
+    validate_results({**results, "skipped_clips": listed})
+    with pytest.raises(ValueError, match='"skipped_clips.source" must be a list of'):
+        validate_results({**results, "skipped_clips": {"source": ["/c/a.wav"]}}, complete=False)
+    with pytest.raises(ValueError, match='"skipped_clips" must be a Mapping'):
+        validate_results({**results, "skipped_clips": []})

@@ -199,6 +199,17 @@ def asr_section(predictions: Predictions) -> dict[str, Any] | None:
     return asr_error_rates(predictions.transcripts, predictions.hypotheses)
 
 
+def skipped_clips_section(data: Any) -> dict[str, list[dict[str, str]]] | None:
+    """results.json's "skipped_clips": per corpus role, every clip its loader dropped (bad audio under
+    `--on_bad_audio skip`, duplicate rows) with the problem, from `data.load_reports` (`trainer.data.corpora.LoadReport`);
+    `None` for data without loader reports. Written even when nothing was skipped ([]), so a reader can tell "none"
+    from "not recorded"."""
+    reports = getattr(data, "load_reports", None)
+    if not reports:
+        return None
+    return {role: [{"path": str(path), "problem": problem} for path, problem in report.skipped] for role, report in reports.items()}
+
+
 def _percent(value: float | None) -> str:
     return "–" if value is None else f"{100 * value:.2f}"
 
@@ -268,6 +279,19 @@ def render_report(results: Mapping[str, Any]) -> str:
             lines.append(
                 f"| {row['a']} | {row['b']} | {row['split']} | {row['n']} | {row['statistic']:.4f} | {row['p_value']:.4g} | {row['method']} |"
             )
+    skipped = results.get("skipped_clips")
+    if skipped is not None:
+        lines += ["", "## Clips skipped at loading", ""]
+        total = sum(len(clips) for clips in skipped.values())
+        if not total:
+            lines.append("None: every clip listed by both corpora loaded.")
+        else:
+            lines.append("; ".join(
+                f"{corpora.get(role, {}).get('name', role)} ({role}): {len(clips)}" for role, clips in skipped.items()
+            ) + ". These clips are in no split.")
+            lines += ["", "| corpus | file | problem |", "|---|---|---|"]
+            for role, clips in skipped.items():
+                lines += [f"| {role} | `{clip['path']}` | {clip['problem']} |" for clip in clips]
     plots = results.get("plots", {})
     if plots:
         lines += ["", "## Plots", ""]
@@ -488,6 +512,9 @@ def write_report_from_predictions(
     results["diagnostics"] = diagnostics_section(
         predictions, data.classes, log_history=log_history, num_speakers=len(getattr(data, "speaker2id", {})) or None
     )
+    skipped = skipped_clips_section(data)
+    if skipped is not None:
+        results["skipped_clips"] = skipped
     results["plots"] = write_plots(results, predictions, calibration["temperatures"], out.path, log_history)
     results.update(extra or {})
     if started is not None:
@@ -506,6 +533,7 @@ __all__ = [
     "length_order",
     "mcnemar_against",
     "render_report",
+    "skipped_clips_section",
     "write_plots",
     "write_report_from_predictions",
     "write_results_and_report",
