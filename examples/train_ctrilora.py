@@ -63,7 +63,9 @@ class ModelArguments:
         default=None, metadata={"help": "Whisper checkpoint folder or Hub id; default: a tiny random Whisper (demo)."}
     )
     factor_dim: int = field(default=256, metadata={"help": "Size d_z of each factor."})
-    factor_rank: int = field(default=16, metadata={"help": "Rank r_f of each router stream."})
+    factor_rank: int | None = field(
+        default=None, metadata={"help": "Rank r_f of each router stream (default: the preset's recipe; the paper's 16)."}
+    )
     lora_r: int = field(default=16, metadata={"help": "LoRA rank."})
     lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha."})
     lora_dropout: float = field(default=0.0, metadata={"help": "LoRA dropout (0: the paper gives none; costly on CPU)."})

@@ -24,8 +24,9 @@ class CTriLoRAConfig(WhisperConfig):
 
     num_speakers (`int`, defaults to 2):
         Number of training speakers (size of the speaker head and of the GRL adversary).
-    factor_rank (`int`, defaults to 16):
-        Rank r_f of each router stream z_k = g_k · B_k A_k h̄ (A_k: d → r_f).
+    factor_rank (`int`, *optional*):
+        Rank r_f of each router stream z_k = g_k · B_k A_k h̄ (A_k: d → r_f). `None` takes the preset's recipe: the
+        paper's 16 (`PAPER_RECIPE`) or the cross-corpus recipe's value (`CROSS_CORPUS_RECIPE`, see its comment).
     factor_dim (`int`, defaults to 256):
         Size d_z of each factor z_lex, z_emo, z_spk (and of the Shared-Head projection).
     lora_r (`int`, defaults to 16), lora_alpha (`int`, defaults to 32), lora_dropout (`float`, defaults to 0.0):
@@ -73,7 +74,9 @@ class CTriLoRAConfig(WhisperConfig):
         back-propagated through the LoRA encoder. `False`: it is encoded without gradients into the backbone (one
         forward pass, no backward: about half of a target batch's cost); CORAL then moves the source side towards the
         target reference (one-sided alignment, as with a moving target covariance), and the router and heads still
-        see the target rows. Target-side objectives (IM, MCC) then act on the router and heads only.
+        see the target rows. Target-side objectives (IM, MCC) then act on the router and heads only — except through
+        the pooled standardisation: with one set of statistics for the joint batch (no DSBN) the target rows are
+        standardised with statistics the source rows share, and those carry gradients into the encoder.
     adversary_objective (`str`):
         `"reversal"`: the GRL adversary (DANN). `"confusion"`: the speaker head learns on detached z_emo and the
         encoder side minimises the cross-entropy against a uniform speaker distribution (domain confusion, Tzeng,
@@ -111,7 +114,7 @@ class CTriLoRAConfig(WhisperConfig):
     model_type = "ctrilora"
 
     num_speakers: int = 2
-    factor_rank: int = 16
+    factor_rank: int | None = None
     factor_dim: int = 256
     lora_r: int = 16
     lora_alpha: int = 32

@@ -77,6 +77,10 @@ class Recipe:
         grl_max, grl_gamma: the GRL schedule λ(p) = max·(2/(1+e^{−γp}) − 1).
         auxiliary_warmup: fraction of training over which every term but SER ramps linearly from 0 to its weight.
         factor_rank: the rank r_f of each router stream (`CTriLoRAConfig.factor_rank`; the paper's 16).
+        uncertainty_weighting: learn each auxiliary term's weight as homoscedastic uncertainty (Kendall, Gal & Cipolla
+            2018): the term λ_k·L_k becomes exp(−s_k)·λ_k·L_k + s_k with a learned log-variance s_k per term (the
+            adversary's reversed term excluded: its weight must not learn to vanish).
+        ema_decay: evaluate an exponential moving average of the weights (decay per step; 0 = the last weights).
         epochs, batch_size, target_batch_size, learning_rate, weight_decay, warmup_ratio: optimisation.
     """
 
@@ -100,6 +104,8 @@ class Recipe:
     grl_gamma: float = 10.0
     auxiliary_warmup: float = 0.0
     factor_rank: int = 16
+    uncertainty_weighting: bool = False
+    ema_decay: float = 0.0
     epochs: int = 3
     batch_size: int = 16
     target_batch_size: int = 16
@@ -236,8 +242,14 @@ def train_screening_run(data: ScreeningData, recipe: Recipe, seed: int = 0) -> d
                                                            len(data.classes)))
     steps_per_epoch = math.ceil(len(train_x) / recipe.batch_size)
     total = steps_per_epoch * recipe.epochs
-    optimizer = torch.optim.AdamW([p for p in head.parameters() if p.requires_grad], lr=recipe.learning_rate,
-                                  weight_decay=recipe.weight_decay)
+    weighted_terms = ("speaker", "counterfactual", "coral", "orthogonality", "im", "mcc")
+    log_variances = nn.ParameterDict({k: nn.Parameter(torch.zeros(())) for k in weighted_terms}) \
+        if recipe.uncertainty_weighting else None
+    parameters = [p for p in head.parameters() if p.requires_grad]
+    parameters += list(log_variances.values()) if log_variances is not None else []
+    optimizer = torch.optim.AdamW(parameters, lr=recipe.learning_rate, weight_decay=recipe.weight_decay)
+    ema = torch.optim.swa_utils.AveragedModel(head, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(
+        recipe.ema_decay)) if recipe.ema_decay > 0 else None
     warmup = int(recipe.warmup_ratio * total)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: (s + 1) / max(warmup, 1) if s < warmup else max(0.0, (total - s) / max(total - warmup, 1))
@@ -309,14 +321,23 @@ def train_screening_run(data: ScreeningData, recipe: Recipe, seed: int = 0) -> d
                 g_coral = torch.autograd.grad(w["coral"] * ramp * terms["coral"], out["emo_stream"], retain_graph=True, allow_unused=True)[0]
                 log["coral_ser_grad"].append(float((g_coral.norm() if g_coral is not None else 0.0) / (g_ser + 1e-12)))
             loss = sum((w[k] if k == "ser" else w[k] * ramp) * v for k, v in terms.items())
+            if log_variances is not None:
+                loss = loss + sum((torch.exp(-log_variances[k]) - 1) * w[k] * ramp * v + log_variances[k]
+                                  for k, v in terms.items() if k in log_variances)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
             scheduler.step()
+            if ema is not None:
+                ema.update_parameters(head)
             for k in ("ser", "speaker", "adversary", "coral", "im", "mcc"):
                 if k in terms:
                     log[k].append(float(terms[k]))
             step += 1
+    if ema is not None:
+        # The averaged weights with the trained head's buffers (running statistics), as torch's SWA recipe.
+        head.load_state_dict({**head.state_dict(), **{k: v for k, v in ema.module.state_dict().items()
+                                                        if k in dict(head.named_parameters())}})
     return _evaluate(head, data, tensors, recipe, log, seed)
 
 
@@ -398,9 +419,9 @@ def _baselines() -> list[Recipe]:
 
 
 def cross_corpus_recipe() -> Recipe:
-    """The screening counterpart of `presets.CROSS_CORPUS_RECIPE` (the default `full`): all-layer pooling, DSBN,
-    scale-free CORAL on the pre-gate emotion stream with a running target covariance at weight 1, a tamed adversary
-    (weight 0.1, GRL capped at 0.3, γ = 5)."""
+    """The first cross-corpus recipe (the `full` preset before `DEFAULT_FULL_RECIPE` was chosen; the rows named
+    "full…" in the screening tables): all-layer pooling, DSBN, scale-free CORAL on the pre-gate emotion stream with a
+    running target covariance at weight 1, a tamed adversary (weight 0.1, GRL capped at 0.3, γ = 5), rank-16 streams."""
     return _named(
         paper_recipe(), "full", {"coral": 1.0, "adversary": 0.1}, layer_pooling="mean", normalization="domain_specific",
         coral_input="standardized_z_emo", coral_covariance="running", grl_max=0.3, grl_gamma=5.0,
@@ -440,6 +461,8 @@ def _option_chain() -> list[Recipe]:
         _named(full, "full+rank256+gate_scale3", factor_rank=256, gate_scale=3.0),
         _named(full, "full+rank256+paper_coral", {"coral": 0.1}, factor_rank=256, coral_input="gated_z_emo",
                coral_covariance="batch"),
+        _named(full, "full+rank256-dsbn+uncertainty", factor_rank=256, normalization="joint", uncertainty_weighting=True),
+        _named(full, "full+rank256-dsbn+ema", factor_rank=256, normalization="joint", ema_decay=0.99),
         _named(full, "full+rank256-dsbn-adversary", {"adversary": 0.0}, factor_rank=256, normalization="joint"),
         _named(full, "full+rank256-dsbn+paper_coral", {"coral": 0.1}, factor_rank=256, normalization="joint",
                coral_input="gated_z_emo", coral_covariance="batch"),
@@ -457,3 +480,6 @@ def sensitivity_grid(base: Recipe | None = None, coral: tuple[float, ...] = (0.1
 
 
 RECIPES: dict[str, Recipe] = {recipe.name: recipe for recipe in [*_baselines(), *_option_chain()]}
+# The screening row of today's default `full` preset (`presets.CROSS_CORPUS_RECIPE`), chosen by the label-free rule
+# of BENCHMARKS.md ("Method study"); tests/test_screening.py checks the two say the same.
+DEFAULT_FULL_RECIPE = "full+rank256-dsbn+paper_coral"
