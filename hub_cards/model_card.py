@@ -33,6 +33,8 @@ from typing import Any, Mapping
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from modeling_ctrilora.adapt import adaptation_markdown
+
 from .results import validate_results
 
 TEMPLATE_PATH = Path(__file__).with_name("model_card_template.md")
@@ -347,6 +349,7 @@ def build_model_card(
     repo_id: str | None = None,
     license: str = "apache-2.0",
     datasets: list[str] | None = None,
+    adaptation: Mapping[str, Any] | None = None,
 ) -> ModelCard:
     """Build the model card of a C-TriLoRA run from its evaluation results.
 
@@ -357,6 +360,8 @@ def build_model_card(
         license: SPDX-style license id for the metadata.
         datasets: Hub dataset ids of the source and target corpora, in that order; used for the `datasets` metadata
             and the model-index `dataset.type`. Defaults to slugs of the corpus names in `results`.
+        adaptation: `config.adaptation` of a checkpoint adapted with `ctrilora adapt`; adds its "Adaptation" section
+            (`modeling_ctrilora.adapt.adaptation_markdown`).
 
     Returns:
         A `huggingface_hub.ModelCard` whose `data.eval_results` holds one result per evaluated corpus (UAR, macro-F1,
@@ -403,7 +408,7 @@ def build_model_card(
         overview.append(("Checkpoint", f"`{model['checkpoint']}`"))
     per_class_header, per_class_rows = _per_class_table(results)
     weakest_md, confusions_md = _valence_findings(results)
-    return ModelCard.from_template(
+    card = ModelCard.from_template(
         card_data,
         template_path=str(TEMPLATE_PATH),
         title=f"C-TriLoRA: {source_name} → {target_name}" if used_roles else model_name,
@@ -429,6 +434,9 @@ def build_model_card(
         citation=PAPER_CITATION,
         **_calibration(results),
     )
+    if adaptation:
+        card.text = card.text.rstrip() + "\n\n" + adaptation_markdown(adaptation)
+    return card
 
 
 __all__ = ["PAPER_CITATION", "TEMPLATE_PATH", "build_model_card"]

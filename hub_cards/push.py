@@ -151,7 +151,8 @@ def write_model_card(
         _stage_plots(resolved, base, folder)
         write_results(resolved, folder.card_results, complete=False)
     if card is None:
-        card = build_model_card(_complete_from_model(resolved, model), repo_id=repo_id)
+        card = build_model_card(_complete_from_model(resolved, model), repo_id=repo_id,
+                                adaptation=getattr(model.config, "adaptation", None))
     card.save(folder.model_card)
     return folder.model_card
 

@@ -112,3 +112,14 @@ def test_a_csv_needs_a_path_column_and_is_read_relative_to_its_folder(checkpoint
     listed.write_text("path\nwav/a.wav\n\"\"\n")
     with pytest.raises(ValueError, match="line 3: empty 'path' cell"):
         audio_files(listed)
+
+
+def test_the_hub_card_of_an_adapted_checkpoint_says_what_it_was_adapted_to(checkpoint, unlabeled, tmp_path):
+    from huggingface_hub import ModelCard
+
+    from hub_cards.push import write_model_card
+
+    assert main(["adapt", "--model", checkpoint, "--audio", unlabeled, "--output_dir", str(tmp_path / "a")]) == 0
+    adapted = WhisperForTriLoRA.from_pretrained(tmp_path / "a")
+    card = ModelCard.load(write_model_card(adapted, tmp_path / "card"))
+    assert "## Adaptation" in card.text and "8 clips" in card.text
