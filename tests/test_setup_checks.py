@@ -77,3 +77,18 @@ def test_a_target_smaller_than_one_batch_fails_when_the_trainer_is_built(experim
     message = str(info.value)
     assert f"{adaptation} clips" in message and "--target_batch_size" in message
     assert "--target_adaptation_fraction" in message
+
+
+def test_run_arguments_store_absolute_corpus_paths_and_name_a_corpus_that_moved(tmp_path, monkeypatch):
+    from trainer.run import DataArguments, read_run_arguments, write_run_arguments
+
+    (tmp_path / "corpora" / "src").mkdir(parents=True)
+    (tmp_path / "corpora" / "tgt").mkdir()
+    monkeypatch.chdir(tmp_path / "corpora")
+    write_run_arguments(tmp_path / "run", DataArguments(source="src", target="tgt"), "openai/whisper-base")
+    monkeypatch.chdir(tmp_path)  # evaluation from another working directory
+    data_args, base_model = read_run_arguments(tmp_path / "run")
+    assert data_args.source == str(tmp_path / "corpora" / "src") and base_model == "openai/whisper-base"
+    (tmp_path / "corpora" / "tgt").rename(tmp_path / "corpora" / "target-moved")
+    with pytest.raises(FileNotFoundError, match=r"data\.target .*tgt.* does not exist any more .*edit 'data\.target'"):
+        read_run_arguments(tmp_path / "run")

@@ -140,20 +140,49 @@ def resolve_corpora(data_args: DataArguments) -> tuple[str, str]:
     return str(folders["source"]), str(folders["target"])
 
 
+# The `DataArguments` fields that name folders: recorded absolute, so evaluation works from any working directory.
+_PATH_FIELDS = ("source", "target", "demo_dir")
+
+
+def _absolute(path: str | None) -> str | None:
+    return os.path.abspath(os.path.expanduser(path)) if path and os.path.exists(os.path.expanduser(path)) else path
+
+
 def write_run_arguments(run_dir: str | os.PathLike, data_args: DataArguments, base_model: str) -> Path:
-    """Record the data arguments and backbone of a run (`run_arguments.json`), for evaluation to rebuild its data."""
+    """Record the data arguments and backbone of a run (`run_arguments.json`), for evaluation to rebuild its data.
+
+    Corpus folders (and a local backbone folder) are stored as absolute paths, so the run can be evaluated from
+    another working directory."""
     path = RunFolder(run_dir).run_arguments
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"base_model": base_model, "data": asdict(data_args)}, indent=2) + "\n", encoding="utf-8")
+    data = asdict(data_args)
+    for name in _PATH_FIELDS:
+        data[name] = _absolute(data.get(name))
+    recorded = {"base_model": _absolute(base_model), "data": data}
+    path.write_text(json.dumps(recorded, indent=2) + "\n", encoding="utf-8")
     return path
 
 
 def read_run_arguments(run_dir: str | os.PathLike) -> tuple[DataArguments, str]:
-    """The `DataArguments` and backbone a run was trained with."""
+    """The `DataArguments` and backbone a run was trained with.
+
+    Raises:
+        FileNotFoundError: the file is missing, or a corpus or backbone folder it names is gone (moved or deleted
+            since training); the message names the field and says how to point it at the new place.
+    """
     path = RunFolder(run_dir).run_arguments
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: is {run_dir} a run folder written by examples/train_ctrilora.py?")
     recorded = json.loads(path.read_text(encoding="utf-8"))
+    named = [(f"data.{name}", recorded["data"].get(name)) for name in _PATH_FIELDS]
+    named.append(("base_model", recorded["base_model"]))
+    for field_name, value in named:
+        # A relative value is a path of an older run folder (relative to where it was trained) or a Hub id.
+        if value and os.path.isabs(value) and not os.path.exists(value):
+            raise FileNotFoundError(
+                f"{path}: {field_name} {value!r} does not exist any more (moved or deleted since training); put it "
+                f"back, or edit {field_name!r} in {path} to its new place"
+            )
     return DataArguments(**recorded["data"]), recorded["base_model"]
 
 
