@@ -61,7 +61,8 @@ class AdaptationResult:
         skipped: ``(file, problem)`` of every clip left out (`on_bad_audio="skip"`).
         objective: "adabn" (statistics only) or "information_maximization" (statistics + LoRA steps).
         steps: optimiser steps taken on the LoRA matrices.
-        losses: the information-maximisation loss of every step (empty for "adabn").
+        losses: the information-maximisation loss of every step (empty for "adabn"); `loss_first` / `loss_last`
+            are the means of the first and last five steps (one batch's loss is noisy).
     """
 
     output_dir: str
@@ -73,11 +74,11 @@ class AdaptationResult:
 
     @property
     def loss_first(self) -> float | None:
-        return self.losses[0] if self.losses else None
+        return float(np.mean(self.losses[:5])) if self.losses else None
 
     @property
     def loss_last(self) -> float | None:
-        return self.losses[-1] if self.losses else None
+        return float(np.mean(self.losses[-5:])) if self.losses else None
 
 
 def audio_files(source: str | os.PathLike) -> list[str]:
@@ -199,8 +200,8 @@ def adapt_model(
             for batch in _batches(features, generator.permutation(len(features)), batch_size):
                 if len(losses) == steps:
                     break
-                if batch["input_features"].shape[0] < 2:
-                    continue  # one clip has no batch diversity to keep
+                if batch["input_features"].shape[0] < min(batch_size, len(features)):
+                    continue  # a short last batch: its diversity term would be measured on a few clips
                 logits = model(
                     batch["input_features"].to(device), attention_mask=batch["attention_mask"].to(device), domain="target"
                 ).logits
@@ -235,8 +236,8 @@ def adaptation_markdown(adaptation: dict) -> str:
         lines.append(
             f"- LoRA matrices adapted source-free for {adaptation['steps']} steps with information maximisation (SHOT, "
             f"Liang et al. 2020; learning rate {adaptation['learning_rate']:g}, batch {adaptation['batch_size']}, "
-            f"diversity weight {adaptation['diversity_weight']:g}); loss {adaptation['loss_first']:.3f} → "
-            f"{adaptation['loss_last']:.3f}."
+            f"diversity weight {adaptation['diversity_weight']:g}); loss (mean of the first / last five steps) "
+            f"{adaptation['loss_first']:.3f} → {adaptation['loss_last']:.3f}."
         )
     lines.append(f"- Temperature: {adaptation['temperature']}.")
     return "\n".join(lines) + "\n"
@@ -262,11 +263,12 @@ def adapt_to_audio(
     )
     losses = adapt_model(model, features, steps, learning_rate, batch_size, diversity_weight, seed, progress)
     objective = OBJECTIVES[1] if steps > 0 else OBJECTIVES[0]
+    result = AdaptationResult(str(output_dir), len(kept), skipped, objective, len(losses), losses)
     model.config.adaptation = {
         "audio": Path(audio).name or str(audio), "clips": len(kept), "skipped": len(skipped), "objective": objective,
         "steps": len(losses), "learning_rate": learning_rate, "batch_size": batch_size,
         "diversity_weight": diversity_weight, "seed": seed, "temperature": TEMPERATURE_NOTE,
-        "loss_first": losses[0] if losses else None, "loss_last": losses[-1] if losses else None,
+        "loss_first": result.loss_first, "loss_last": result.loss_last,
     }
     output = Path(output_dir)
     output.mkdir(parents=True, exist_ok=True)
@@ -279,7 +281,7 @@ def adapt_to_audio(
     card = Path(model_path) / "README.md"
     text = card.read_text(encoding="utf-8").rstrip() + "\n\n" if card.is_file() else f"# {output.name}\n\n"
     (output / "README.md").write_text(text + adaptation_markdown(model.config.adaptation), encoding="utf-8")
-    return AdaptationResult(str(output), len(kept), skipped, objective, len(losses), losses)
+    return result
 
 
 # ------------------------------------------------------------------------------------------------ command line
