@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
 
 from hub_cards.results import SCHEMA_VERSION, write_results
 from hub_cards.run_folder import EvaluationFolder
@@ -98,7 +99,7 @@ def collect_predictions(
     order = length_order(dataset) if group_by_length else np.arange(len(dataset))
     loader = DataLoader(dataset, batch_size=batch_size, sampler=order.tolist(), collate_fn=collator)
     domain_argument = {} if domain == "in_domain" else {"domain": domain}
-    for batch in loader:
+    for batch in tqdm(loader, desc=f"predicting ({domain})", unit="batch", disable=len(loader) < 5 or None):
         inputs = {key: batch[key].to(device) for key in ("input_features", "attention_mask")}
         output = model(**inputs, **domain_argument)
         logits.append(output.logits.float().cpu().numpy())
