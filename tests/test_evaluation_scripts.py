@@ -111,6 +111,15 @@ def test_run_ablations_writes_the_table_and_resumes(corpora, tiny_whisper_dir, t
     partial = run_ablations.main([*argv[: argv.index("--")], "--report_only"])
     assert len(partial["mcnemar"]) == 2 and partial["mcnemar_missing"][0]["seed"] == 1
     assert "McNemar not computed" in (tmp_path / "abl" / "ablation.md").read_text()
+    # Runs on different source splits (a corpus changed between them): that split's McNemar is named, not a crash.
+    predictions = tmp_path / "abl" / "shared_head" / "seed-0" / "evaluation" / "predictions.json"
+    moved = json.loads(predictions.read_text())
+    moved["source_test"]["clip_ids"] = [f"elsewhere/{clip}" for clip in moved["source_test"]["clip_ids"]]
+    predictions.write_text(json.dumps(moved))
+    unpaired = run_ablations.main([*argv[: argv.index("--")], "--report_only"])
+    assert [row["split"] for row in unpaired["mcnemar"]] == ["cross_corpus"]
+    assert unpaired["mcnemar_unpaired"] == [{"preset": "shared_head", "seed": 0, "split": "in_domain"}]
+    assert "share no test clip" in (tmp_path / "abl" / "ablation.md").read_text()
 
 
 def test_run_ablations_reports_a_run_that_dies(corpora, tiny_whisper_dir, tmp_path, monkeypatch):

@@ -65,7 +65,7 @@ def summarise(runs: Mapping[str, Mapping[int, Mapping[str, Any]]], root: str | o
         }
         for preset, by_seed in runs.items()
     }
-    wilcoxon, mcnemar_rows, missing = {}, [], []
+    wilcoxon, mcnemar_rows, missing, unpaired = {}, [], [], []
     reference = runs.get(REFERENCE, {})
     for preset, by_seed in runs.items():
         if preset == REFERENCE:
@@ -84,9 +84,14 @@ def summarise(runs: Mapping[str, Mapping[int, Mapping[str, Any]]], root: str | o
                 continue
             ours, theirs = (json.loads(path.read_text(encoding="utf-8")) for path in files)
             for split, name in (("in_domain", "source_test"), ("cross_corpus", "target_test")):
+                if not set(ours[name]["clip_ids"]) & set(theirs[name]["clip_ids"]):
+                    # Runs on different splits (e.g. a corpus that changed between them): no paired test, said so.
+                    unpaired.append({"preset": preset, "seed": seed, "split": split})
+                    continue
                 row = mcnemar_against(ours[name], theirs[name], REFERENCE, preset, split)
                 mcnemar_rows.append({**row, "seed": seed})
-    return {"table": table, "wilcoxon": wilcoxon, "mcnemar": mcnemar_rows, "mcnemar_missing": missing}
+    return {"table": table, "wilcoxon": wilcoxon, "mcnemar": mcnemar_rows, "mcnemar_missing": missing,
+            "mcnemar_unpaired": unpaired}
 
 
 def write_figures(runs, summary: Mapping[str, Any], out_dir: str | os.PathLike) -> dict[str, str]:
@@ -156,6 +161,9 @@ def render_ablation_report(summary: Mapping[str, Any], failures: Mapping[str, st
     if summary.get("mcnemar_missing"):
         lines += ["", "McNemar not computed (a run without per-clip `predictions.json`): "
                   + ", ".join(f"{row['preset']} seed {row['seed']}" for row in summary["mcnemar_missing"]) + "."]
+    if summary.get("mcnemar_unpaired"):
+        lines += ["", "McNemar not computed (the two runs share no test clip on that split: different splits): "
+                  + ", ".join(f"{row['preset']} seed {row['seed']} {row['split']}" for row in summary["mcnemar_unpaired"]) + "."]
     if failures:
         lines += ["", "## Runs that failed", ""] + [f"- `{run}`: {reason}" for run, reason in failures.items()]
     lines += ["", "## Figures", ""] + [f"![{name}]({path})" for name, path in plots.items()]
