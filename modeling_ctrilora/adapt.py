@@ -32,10 +32,9 @@ from __future__ import annotations
 import argparse
 import csv
 import os
-import shutil
 import sys
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
