@@ -29,10 +29,8 @@ Example:
 
 from __future__ import annotations
 
-import argparse
 import csv
 import os
-import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -175,8 +173,8 @@ def adapt_model(
         raise ValueError(f"steps ≥ 0, batch_size ≥ 1 and learning_rate > 0 expected; got {steps}, {batch_size}, {learning_rate}")
     device = next(model.parameters()).device
     sorted_order = _by_length(features)
-    model.fit_target_statistics(_batches(features, sorted_order, batch_size))
     if steps == 0:
+        model.fit_target_statistics(_batches(features, sorted_order, batch_size))
         return []
     lora = [parameter for name, parameter in model.named_parameters() if "lora_" in name]
     if not lora:
@@ -283,56 +281,6 @@ def adapt_to_audio(
     return result
 
 
-# ------------------------------------------------------------------------------------------------ command line
-def add_adapt_parser(subparsers: argparse._SubParsersAction) -> None:
-    """`ctrilora adapt`: adapt a checkpoint to a folder (or CSV) of unlabeled clips and save it."""
-    parser = subparsers.add_parser(
-        "adapt", help="adapt a checkpoint to your own unlabeled audio (AdaBN, optional source-free IM)",
-        description=__doc__.split("\n\nExample:")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--model", required=True, help="checkpoint folder or Hub id")
-    parser.add_argument("--audio", required=True, help="folder of audio files (searched recursively; a metadata.csv in "
-                        "it is used instead) or a CSV with a 'path' column")
-    parser.add_argument("--output_dir", required=True, help="where the adapted checkpoint is saved")
-    parser.add_argument("--steps", type=int, default=0, help="information-maximisation steps on the LoRA matrices "
-                        "(default 0: target statistics only)")
-    parser.add_argument("--learning_rate", type=float, default=1e-4)
-    parser.add_argument("--batch_size", type=int, default=16)
-    parser.add_argument("--diversity_weight", type=float, default=1.0, help="β of the diversity term (1 in SHOT)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--on_bad_audio", choices=("error", "skip"), default="error",
-                        help="'error' stops at the first bad clip; 'skip' leaves it out and lists it")
-    parser.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda:0")
-    parser.set_defaults(handler=run_adapt)
-
-
-def run_adapt(args: argparse.Namespace) -> int:
-    """Run `ctrilora adapt`; returns the exit status (0 done, 1 a bad clip, 2 bad arguments or model)."""
-    def report(message: str) -> None:
-        tqdm.write(f"ctrilora adapt: error: {message}", file=sys.stderr)
-
-    try:
-        result = adapt_to_audio(
-            args.model, args.audio, args.output_dir, steps=args.steps, learning_rate=args.learning_rate,
-            batch_size=args.batch_size, diversity_weight=args.diversity_weight, seed=args.seed,
-            on_bad_audio=args.on_bad_audio, device=args.device,
-        )
-    except BadAudioError as error:
-        report(f"{error} (pass --on_bad_audio skip to leave bad clips out)")
-        return 1
-    except (OSError, ValueError) as error:
-        report(str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__)
-        return 2
-    for path, problem in result.skipped:
-        tqdm.write(f"ctrilora adapt: skipped {path}: {problem}", file=sys.stderr)
-    summary = f"adapted to {result.clips} clips ({result.objective}"
-    if result.steps:
-        summary += f", {result.steps} steps, loss {result.loss_first:.3f} -> {result.loss_last:.3f}"
-    print(summary + f"); saved to {result.output_dir}")
-    return 0
-
-
 __all__ = [
-    "AdaptationResult", "adapt_model", "adapt_to_audio", "adaptation_markdown", "add_adapt_parser", "audio_files",
-    "load_log_mels", "run_adapt",
+    "AdaptationResult", "adapt_model", "adapt_to_audio", "adaptation_markdown", "audio_files", "load_log_mels",
 ]

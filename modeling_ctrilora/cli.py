@@ -64,10 +64,9 @@ from tqdm import tqdm
 import torch
 from transformers import AutoFeatureExtractor, AutoTokenizer, pipeline
 
-from .adapt import add_adapt_parser
+from . import adapt
 from .modeling_ctrilora import WhisperForTriLoRA
-from .feature_extraction_ctrilora import AUDIO_EXTENSIONS
-from .feature_extraction_ctrilora import extract_batch_features, max_clip_samples
+from .feature_extraction_ctrilora import AUDIO_EXTENSIONS, BadAudioError, extract_batch_features, max_clip_samples
 from .pipeline import SEGMENT_BATCH_SIZE, AudioInputError, extract_features, load_audio
 from .timeline import PLOTS_EXTRA, check_chunking, plot_timeline, segment_bounds
 from .transcribe import transcribe
@@ -166,9 +165,9 @@ def add_predict_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=run_predict)
 
 
-def _report(message: str, kind: str = "error") -> None:
+def _report(message: str, kind: str = "error", command: str = "predict") -> None:
     # tqdm.write keeps the progress bar intact when both share the terminal.
-    tqdm.write(f"{PROG} predict: {kind}: {message}", file=sys.stderr)
+    tqdm.write(f"{PROG} {command}: {kind}: {message}", file=sys.stderr)
 
 
 def _text_line(record: dict[str, Any]) -> str:
@@ -313,10 +312,9 @@ def run_predict(args: argparse.Namespace) -> int:
                             f"— pass --chunk_seconds S (at most {limit / rate:g}) to predict it segment by segment"
                         )
                     try:
-                        features = extract_features(feature_extractor, audio, model.config)
+                        scores = classifier({"raw": audio, "sampling_rate": rate}, top_k=args.top_k, domain=args.domain)
                     except AudioInputError as error:
                         raise AudioInputError(f"{path}: {error}") from None
-                    scores = classifier({"raw": audio, "sampling_rate": rate}, top_k=args.top_k, domain=args.domain)
                     record = {
                         "file": path,
                         "emotion": scores[0]["label"],
@@ -337,7 +335,8 @@ def run_predict(args: argparse.Namespace) -> int:
             if tokenizer is not None and args.chunk_seconds is not None:
                 _transcribe_segments(args, record, audio, rate, model, feature_extractor, tokenizer)
             elif tokenizer is not None:
-                features = features.to(model.device)
+                # The pipeline extracted the same features for the emotion; the decoder needs them here too.
+                features = extract_features(feature_extractor, audio, model.config).to(model.device)
                 autocast = (torch.autocast(device_type=model.device.type, dtype=torch.bfloat16) if args.bf16
                             else contextlib.nullcontext())
                 with autocast:
@@ -401,6 +400,52 @@ def _transcribe_segments(args, record, audio, rate, model, feature_extractor, to
             record["segments"][index]["transcript"] = text
 
 
+def add_adapt_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Install `ctrilora adapt`: adapt a checkpoint to a folder (or CSV) of unlabeled clips and save it."""
+    parser = subparsers.add_parser(
+        "adapt", help="adapt a checkpoint to your own unlabeled audio (AdaBN, optional source-free IM)",
+        description=adapt.__doc__.split("\n\nExample:")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--model", required=True, help="checkpoint folder or Hub id")
+    parser.add_argument("--audio", required=True, help="folder of audio files (searched recursively; a metadata.csv in "
+                        "it is used instead) or a CSV with a 'path' column")
+    parser.add_argument("--output_dir", required=True, help="where the adapted checkpoint is saved")
+    parser.add_argument("--steps", type=int, default=0, help="information-maximisation steps on the LoRA matrices "
+                        "(default 0: target statistics only)")
+    parser.add_argument("--learning_rate", type=float, default=1e-4)
+    parser.add_argument("--batch_size", type=int, default=16)
+    parser.add_argument("--diversity_weight", type=float, default=1.0, help="β of the diversity term (1 in SHOT)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--on_bad_audio", choices=("error", "skip"), default="error",
+                        help="'error' stops at the first bad clip; 'skip' leaves it out and lists it")
+    parser.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda:0")
+    parser.set_defaults(handler=run_adapt)
+
+
+def run_adapt(args: argparse.Namespace) -> int:
+    """Run `ctrilora adapt` (`modeling_ctrilora.adapt.adapt_to_audio`); returns the exit status (0 done, 1 a bad
+    clip, 2 bad arguments or model)."""
+    try:
+        result = adapt.adapt_to_audio(
+            args.model, args.audio, args.output_dir, steps=args.steps, learning_rate=args.learning_rate,
+            batch_size=args.batch_size, diversity_weight=args.diversity_weight, seed=args.seed,
+            on_bad_audio=args.on_bad_audio, device=args.device,
+        )
+    except BadAudioError as error:
+        _report(f"{error} (pass --on_bad_audio skip to leave bad clips out)", command="adapt")
+        return 1
+    except (OSError, ValueError) as error:
+        _report(_first_line(error), command="adapt")
+        return 2
+    for path, problem in result.skipped:
+        _report(f"{path}: {problem}", kind="skipped", command="adapt")
+    summary = f"adapted to {result.clips} clips ({result.objective}"
+    if result.steps:
+        summary += f", {result.steps} steps, loss {result.loss_first:.3f} -> {result.loss_last:.3f}"
+    print(summary + f"); saved to {result.output_dir}")
+    return 0
+
+
 COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (add_predict_parser, add_adapt_parser)
 
 
@@ -434,7 +479,7 @@ def main(argv: list[str] | None = None) -> int:
     return args.handler(args)
 
 
-__all__ = ["COMMANDS", "add_predict_parser", "build_parser", "main", "run_predict"]
+__all__ = ["COMMANDS", "add_adapt_parser", "add_predict_parser", "build_parser", "main", "run_adapt", "run_predict"]
 
 
 if __name__ == "__main__":
