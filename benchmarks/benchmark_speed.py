@@ -50,6 +50,7 @@ import transformers
 from transformers import HfArgumentParser, WhisperFeatureExtractor
 
 from modeling_ctrilora import WhisperForTriLoRA
+from modeling_ctrilora.quantization import quantize_for_inference
 from speed_measure import PeakMemory, available_cores, load_average, machine_info, time_interleaved
 from speed_report import check_targets, markdown_report, seconds_key
 from modeling_ctrilora.feature_extraction_ctrilora import SAMPLING_RATE, load_audio, log_mel, pad_frames, pad_to_window
@@ -102,6 +103,14 @@ class BenchmarkArguments:
     bf16: bool = field(
         default=False,
         metadata={"help": "Run forwards under torch.autocast('cpu', bfloat16) (weights and optimizer stay fp32)."},
+    )
+    int8: bool = field(
+        default=False,
+        metadata={
+            "help": "Inference section: also time the int8 dynamic-quantised copy of the model "
+            "(`modeling_ctrilora.quantization.quantize_for_inference`, what `ctrilora predict --int8` runs), "
+            "interleaved with the fp32 rows (rows named `..._int8`)."
+        },
     )
     merge_lora: bool = field(
         default=True,
@@ -405,6 +414,10 @@ def bench_inference(ctx: Context) -> dict[str, Any]:
         }
         steps = {name: inference_step(model, batch, args.bf16) for name, batch in batches.items()}
         model.eval()
+        if args.int8:
+            quantized = quantize_for_inference(model)
+            steps.update({f"{name}_int8": inference_step(quantized, batch) for name, batch in batches.items()})
+            batches.update({f"{name}_int8": batch for name, batch in list(batches.items())})
         with model.merged_lora() if args.merge_lora else contextlib.nullcontext():
             timings = time_interleaved(steps, {name: args.repeats for name in steps}, args.warmup, ctx.memory)
         for name, batch in batches.items():
@@ -416,12 +429,14 @@ def bench_inference(ctx: Context) -> dict[str, Any]:
                 clips_per_s=size / timings[name]["median_s"],
             )
         results[seconds_key(seconds)] = timings
-        print(
-            f"  inference {seconds:g} s: batch 1 {timings['batch_1']['ms_per_clip']:.1f} ms/clip, "
-            f"batch {args.batch_size} {timings[batched]['clips_per_s']:.1f} clips/s "
-            f"(length-grouped {timings[f'{batched}_length_grouped']['clips_per_s']:.1f})",
-            flush=True,
-        )
+        for suffix in ("", "_int8") if args.int8 else ("",):
+            print(
+                f"  inference {seconds:g} s{suffix.replace('_', ' ')}: batch 1 "
+                f"{timings[f'batch_1{suffix}']['ms_per_clip']:.1f} ms/clip, batch {args.batch_size} "
+                f"{timings[f'{batched}{suffix}']['clips_per_s']:.1f} clips/s "
+                f"(length-grouped {timings[f'{batched}_length_grouped{suffix}']['clips_per_s']:.1f})",
+                flush=True,
+            )
     return results
 
 

@@ -26,6 +26,7 @@ import torch
 from hub_cards.run_folder import EvaluationFolder, RunFolder
 from modeling_ctrilora import WhisperForTriLoRA
 from modeling_ctrilora.hardware import warn_if_bf16_is_slow
+from modeling_ctrilora.quantization import quantize_for_inference
 from trainer.evaluation.evaluate import evaluate_experiment
 from trainer.run import prepare_data, protocol, read_run_arguments
 
@@ -45,6 +46,9 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--bf16", action="store_true",
                         help="Run the model under bfloat16 autocast (weights stay fp32); compare with an fp32 report "
                              "via --compare to see what it changes.")
+    parser.add_argument("--int8", action="store_true",
+                        help="Run an int8 dynamic-quantised copy of the model on the CPU (modeling_ctrilora.quantization; "
+                             "nothing is written into the checkpoint); compare with an fp32 report via --compare.")
     parser.add_argument("--no_store_temperatures", action="store_true",
                         help="Leave the checkpoint as it is: do not write the fitted temperatures and target statistics.")
     parser.add_argument("--no_target_statistics", action="store_true",
@@ -55,6 +59,8 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_arguments(argv)
+    if args.int8 and args.bf16:
+        raise SystemExit("--int8 and --bf16: choose one")
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     run = RunFolder(args.checkpoint)
     compare = {}
@@ -81,16 +87,22 @@ def main(argv: list[str] | None = None) -> dict:
     evaluation = EvaluationFolder(args.output_dir) if args.output_dir else run.evaluation
     if args.bf16:
         warn_if_bf16_is_slow(model.device)
+    # An int8 copy cannot be saved (module docstring of `quantization`): its temperatures are fitted and reported
+    # but not stored into the fp32 checkpoint.
+    store_temperatures = not (args.no_store_temperatures or args.int8)
+    if args.int8:
+        model = quantize_for_inference(model)
     start = time.perf_counter()
     with torch.autocast(device_type=model.device.type, dtype=torch.bfloat16, enabled=args.bf16):
         results = evaluate_experiment(
             model, data, evaluation,
             protocol=protocol(data_args, seed),
             log_history=log_history, compare_with=compare, transcriber=transcriber, batch_size=args.batch_size,
-            store_temperatures=not args.no_store_temperatures, target_statistics=not args.no_target_statistics,
+            store_temperatures=store_temperatures, target_statistics=not args.no_target_statistics,
         )
-    logger.info("evaluation took %.1f s%s", time.perf_counter() - start, " (bf16 autocast)" if args.bf16 else "")
-    if not args.no_store_temperatures:
+    precision = " (bf16 autocast)" if args.bf16 else " (int8 dynamic quantisation)" if args.int8 else ""
+    logger.info("evaluation took %.1f s%s", time.perf_counter() - start, precision)
+    if store_temperatures:
         # Weights too: the target statistics are buffers of the model.
         model.save_pretrained(run.root)
     logger.info("report: %s", evaluation.report)

@@ -9,7 +9,9 @@ Subcommands are argparse sub-parsers; each is installed by an `add_<name>_parser
 `audio-classification` pipeline of `modeling_ctrilora.pipeline`: true-length features, the fitted temperature of
 `--domain`), optionally the top-k scores and the transcript from the model's own decoder (`--transcribe`). `--bf16` runs
 the model forwards under bfloat16 autocast (weights and feature extraction stay fp32; about 2× faster on CPUs with
-AVX-512 BF16 or AMX, slower on CPUs without native bf16, which the log then says). A file that
+AVX-512 BF16 or AMX, slower on CPUs without native bf16, which the log then says). `--int8` runs an int8
+dynamic-quantised copy of the model on the CPU instead (`modeling_ctrilora.quantization`: the choice for CPUs without
+native bf16; BENCHMARKS.md has its speed and what it changes). A file that
 is missing, unreadable, longer than the model's window or refused by the audio check that training applies too
 (`feature_extraction_ctrilora.check_audio`: NaN/inf samples, digital silence, shorter than 0.1 s) gets an error line
 on stderr naming it; the other files are
@@ -68,6 +70,7 @@ from . import adapt
 from .modeling_ctrilora import WhisperForTriLoRA
 from .feature_extraction_ctrilora import AUDIO_EXTENSIONS, BadAudioError, extract_batch_features, max_clip_samples
 from .pipeline import SEGMENT_BATCH_SIZE, AudioInputError, extract_features, load_audio
+from .quantization import quantize_for_inference
 from .timeline import PLOTS_EXTRA, check_chunking, plot_timeline, segment_bounds
 from .transcribe import transcribe
 
@@ -127,6 +130,13 @@ def add_predict_parser(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="run the model under bfloat16 autocast (weights and features stay fp32): about 2x faster on CPUs with "
         "AVX-512 BF16 or AMX and on GPUs, slower on other CPUs; changes a few predictions (see BENCHMARKS.md)",
+    )
+    parser.add_argument(
+        "--int8",
+        action="store_true",
+        help="CPU only: run an int8 dynamic-quantised copy of the model (LoRA merged first; features and "
+        "temperatures stay fp32): faster than fp32 on CPUs without native bf16; changes a few predictions "
+        "(see BENCHMARKS.md)",
     )
     long = parser.add_argument_group("long recordings (emotion over time)")
     long.add_argument(
@@ -225,6 +235,10 @@ def _usage_problem(args: argparse.Namespace) -> str | None:
                     f"CUDA build {torch.version.cuda or 'none'}); use --device cpu or install a CUDA build of torch")
         if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
             return f"--device {args.device}: only {torch.cuda.device_count()} CUDA device(s) here"
+    if args.int8 and args.bf16:
+        return "--int8 and --bf16 are two ways to speed inference up; choose one"
+    if args.int8 and args.device is not None and torch.device(args.device).type != "cpu":
+        return f"--int8 runs on the CPU (int8 dynamic quantisation); drop --device {args.device} or --int8"
     if args.chunk_seconds is None and (args.hop_seconds is not None or args.plot is not None):
         return f"{'--hop_seconds' if args.hop_seconds is not None else '--plot'} needs --chunk_seconds (the segment length)"
     if args.chunk_seconds is not None:
@@ -273,6 +287,8 @@ def run_predict(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as error:
         _report(_load_problem(args.model, error))
         return 2
+    if args.int8:
+        model = quantize_for_inference(model)
     files, empty_folders = _expand_folders(args.files)
     for folder in empty_folders:
         _report(f"{folder}: a folder without audio files ({', '.join(AUDIO_EXTENSIONS)})")

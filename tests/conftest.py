@@ -6,7 +6,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+import soundfile
 import torch
 
 from conftest_data import make_csv_corpus
@@ -14,6 +16,7 @@ from modeling_ctrilora import WhisperForTriLoRA
 from trainer.demo.tiny_whisper import build_tiny_whisper
 
 REPO = Path(__file__).resolve().parents[1]
+CLIP_RATE = 16000
 TINY_SOURCE_POSITIONS = 50  # 100 mel frames: short enough to keep the suite fast, long enough for mixed lengths.
 
 
@@ -110,3 +113,22 @@ def train_script(corpora, tiny_whisper_dir, tmp_path, monkeypatch):
         ])
 
     return run
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory) -> list[str]:
+    """Five generated WAV clips of 0.3–0.9 s (tones, a chirp, noise) for the pipeline and CLI tests."""
+    folder = tmp_path_factory.mktemp("clips")
+    generator = np.random.default_rng(1)
+    paths = []
+    for index, seconds in enumerate((0.3, 0.45, 0.6, 0.75, 0.9)):
+        time = np.arange(int(seconds * CLIP_RATE)) / CLIP_RATE
+        if index == 3:
+            audio = 0.2 * generator.standard_normal(time.size)
+        else:
+            audio = 0.3 * np.sin(2 * np.pi * (150 + 120 * index + 200 * index * time) * time)
+            audio += 0.02 * generator.standard_normal(time.size)
+        path = str(folder / f"clip{index}.wav")
+        soundfile.write(path, audio.astype(np.float32), CLIP_RATE)
+        paths.append(path)
+    return paths

@@ -64,6 +64,7 @@ def test_benchmark_writes_every_section(benchmark_speed, tiny_corpus, tmp_path):
             "--repeats", "1",
             "--warmup", "0",
             "--num_threads", "1",
+            "--int8",
             "--audio_dir", tiny_corpus,
             "--output_json", str(output_json),
             "--output_markdown", str(output_markdown),
@@ -100,7 +101,8 @@ def test_benchmark_writes_every_section(benchmark_speed, tiny_corpus, tmp_path):
     assert math.isfinite(heads["target_batch_overhead_pct"])
 
     for key in ("0.5s", "1s"):
-        for name, size in (("batch_1", 1), ("batch_2", 2), ("batch_2_length_grouped", 2)):
+        for name, size in (("batch_1", 1), ("batch_2", 2), ("batch_2_length_grouped", 2), ("batch_1_int8", 1),
+                           ("batch_2_int8", 2), ("batch_2_length_grouped_int8", 2)):
             row = results["inference"][key][name]
             _positive_timing(row, 1)
             assert row["batch_size"] == size and row["shape"]["frames"] > 0
@@ -111,7 +113,9 @@ def test_benchmark_writes_every_section(benchmark_speed, tiny_corpus, tmp_path):
             assert row["ms_per_clip"] > 0 and row["clips_per_s"] > 0
 
     statuses = {target["target"]: target["status"] for target in written["targets"]}
-    assert len(statuses) == 4 and set(statuses.values()) <= {"PASS", "MISS"}
+    # (a) speed-up; (b) overhead and target-batch ratio; (c) batch-16 clips/s and batch-1 ms, fp32 and int8.
+    assert len(statuses) == 7 and set(statuses.values()) <= {"PASS", "MISS"}
+    assert "(c) inference ms/clip at batch 1, 1s, int8" in statuses
     markdown = output_markdown.read_text(encoding="utf-8")
     headings = ("(a) Training step", "(b) Full vs Shared-Head", "(c) Emotion inference", "(d) Whisper log-Mel", "Targets")
     for heading in headings:

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import soundfile
 import torch
 from transformers import AutoFeatureExtractor, pipeline
 
@@ -29,7 +28,6 @@ from trainer.run import DataArguments, prepare_data
 from conftest import CHECKPOINT_EMOTIONS
 
 EMOTIONS = CHECKPOINT_EMOTIONS
-RATE = 16000
 
 
 # ------------------------------------------------------------------------------------------ native bf16 detection
@@ -186,25 +184,6 @@ def test_training_script_with_bf16_trains_and_evaluates(train_script, tmp_path):
 
 
 # ----------------------------------------------------------------------------------------- pipeline and CLI
-@pytest.fixture(scope="module")
-def clips(tmp_path_factory) -> list[str]:
-    """Five generated clips of 0.3–0.9 s: tones, a chirp, noise."""
-    folder = tmp_path_factory.mktemp("bf16-clips")
-    generator = np.random.default_rng(1)
-    paths = []
-    for index, seconds in enumerate((0.3, 0.45, 0.6, 0.75, 0.9)):
-        time = np.arange(int(seconds * RATE)) / RATE
-        if index == 3:
-            audio = 0.2 * generator.standard_normal(time.size)
-        else:
-            audio = 0.3 * np.sin(2 * np.pi * (150 + 120 * index + 200 * index * time) * time)
-            audio += 0.02 * generator.standard_normal(time.size)
-        path = str(folder / f"clip{index}.wav")
-        soundfile.write(path, audio.astype(np.float32), RATE)
-        paths.append(path)
-    return paths
-
-
 @pytest.fixture
 def forward_log(monkeypatch):
     """Every `WhisperForTriLoRA.forward` call: (autocast on, autocast dtype, input_features dtype, weight dtype)."""

@@ -66,6 +66,15 @@ def test_evaluate_script_rebuilds_the_runs_data_and_writes_the_report(train_scri
     assert autocast_seen and all(autocast_seen)  # every forward of the evaluation ran under bf16 autocast
     assert bf16["cross_corpus"]["n"] == results["cross_corpus"]["n"]
     assert {row["split"] for row in bf16["comparisons"]["mcnemar"]} == {"in_domain", "cross_corpus"}
+    monkeypatch.setattr(WhisperForTriLoRA, "forward", original_forward)
+    weights_before = (run / "model.safetensors").read_bytes()
+    int8 = evaluate_ctrilora.main(["--checkpoint", str(run), "--output_dir", str(tmp_path / "int8"), "--int8",
+                                   "--compare", f"fp32={out}"])
+    assert int8["cross_corpus"]["n"] == results["cross_corpus"]["n"]
+    assert {row["split"] for row in int8["comparisons"]["mcnemar"]} == {"in_domain", "cross_corpus"}
+    assert (run / "model.safetensors").read_bytes() == weights_before  # an int8 copy is never saved over the run
+    with pytest.raises(SystemExit, match="choose one"):
+        evaluate_ctrilora.main(["--checkpoint", str(run), "--int8", "--bf16"])
     for plot in on_disk["plots"].values():
         assert (out / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

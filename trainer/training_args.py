@@ -33,7 +33,7 @@ class CTriLoRATrainingArguments(TrainingArguments):
     speaker_weight: float | None = field(default=None, metadata={"help": "Weight of the speaker loss on z_spk (0.5)."})
     adversary_weight: float | None = field(default=None, metadata={"help": "Weight of the speaker adversary (preset's recipe: paper 0.5, full 0.1)."})
     counterfactual_weight: float | None = field(default=None, metadata={"help": "Weight of the counterfactual margin (0.2)."})
-    coral_weight: float | None = field(default=None, metadata={"help": "Weight of CORAL (preset's recipe: paper 0.1, full 1.0)."})
+    coral_weight: float | None = field(default=None, metadata={"help": "Weight of CORAL (preset's recipe: paper and full 0.1)."})
     orthogonality_weight: float | None = field(default=None, metadata={"help": "Weight of factor orthogonality (0.1)."})
     im_weight: float | None = field(default=None, metadata={"help": "Weight of information maximisation on the target batch (SHOT; 0)."})
     mcc_weight: float | None = field(default=None, metadata={"help": "Weight of minimum class confusion on the target batch (MCC; 0)."})
