@@ -102,7 +102,14 @@ class BenchmarkArguments:
     seed: int = field(default=0, metadata={"help": "Seed of clip lengths, audio, labels and head initialisation."})
     bf16: bool = field(
         default=False,
-        metadata={"help": "Run forwards under torch.autocast('cpu', bfloat16) (weights and optimizer stay fp32)."},
+        metadata={"help": "Run forwards under bfloat16 autocast on --device (weights and optimizer stay fp32)."},
+    )
+    device: str = field(
+        default="cpu",
+        metadata={
+            "help": "torch device of the models and batches ('cpu', 'cuda', 'cuda:0'). On CUDA every timed step ends "
+            "with torch.cuda.synchronize(), and memory columns still show the process RSS (host memory)."
+        },
     )
     int8: bool = field(
         default=False,
@@ -132,6 +139,11 @@ class BenchmarkArguments:
             raise ValueError(f"--length_jitter must be in [0, 1), got {self.length_jitter}")
         if self.repeats_30s is None:
             self.repeats_30s = self.repeats
+        device = torch.device(self.device)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"--device {self.device}: this torch has no usable CUDA")
+        if self.int8 and device.type != "cpu":
+            raise ValueError("--int8 times the CPU int8 copy (quantize_for_inference); it needs --device cpu")
 
 
 # ----------------------------------------------------------------------------------------------------- inputs
@@ -220,6 +232,12 @@ def make_labels(batch_size: int, args: BenchmarkArguments, max_token_id: int, se
 
 
 # ------------------------------------------------------------------------------------------------------ steps
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued kernels, so that the clock measures the work, not its launch (CUDA)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def training_step(
     model: WhisperForTriLoRA, optimizer: torch.optim.Optimizer, batch: dict[str, torch.Tensor], bf16: bool = False
 ) -> Callable[[], float]:
@@ -228,11 +246,11 @@ def training_step(
     def step() -> float:
         model.train()
         optimizer.zero_grad(set_to_none=True)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        with torch.autocast(model.device.type, dtype=torch.bfloat16, enabled=bf16):
             loss = model(**batch).loss
         loss.backward()
         optimizer.step()
-        return float(loss.detach())
+        return float(loss.detach())  # .item() waits for the device
 
     return step
 
@@ -244,8 +262,10 @@ def inference_step(
 
     def step() -> torch.Tensor:
         model.eval()
-        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            return model(input_features=batch["input_features"], attention_mask=batch["attention_mask"]).logits
+        with torch.inference_mode(), torch.autocast(model.device.type, dtype=torch.bfloat16, enabled=bf16):
+            logits = model(input_features=batch["input_features"], attention_mask=batch["attention_mask"]).logits
+        synchronize(model.device)
+        return logits
 
     return step
 
@@ -291,13 +311,20 @@ class Context:
             if model.preset.gradient_reversal:
                 # Mid-schedule, so the adversary's reversed gradient is non-zero as in real training.
                 model.gradient_reversal.set_progress(1, 2)
-            self.models[preset] = model
+            self.models[preset] = model.to(self.args.device)
         return self.models[preset]
 
     def short_batch(self, clips: Sequence[np.ndarray]) -> dict[str, torch.Tensor]:
-        """Features at each clip's true length, zero-padded to the longest, with the frame mask."""
+        """Features at each clip's true length, zero-padded to the longest, with the frame mask (on `--device`)."""
         features, mask = pad_frames([log_mel(clip, self.extractor) for clip in clips])
-        return {"input_features": features, "attention_mask": mask}
+        return self.on_device({"input_features": features, "attention_mask": mask})
+
+    def on_device(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {name: tensor.to(self.args.device) for name, tensor in batch.items()}
+
+    def labels(self, seed: int) -> dict[str, torch.Tensor]:
+        """`make_labels` for one batch of `--batch_size`, on `--device`."""
+        return self.on_device(make_labels(self.args.batch_size, self.args, self.max_token_id, seed))
 
     def train(self, model: WhisperForTriLoRA, batch: dict[str, torch.Tensor]) -> Callable[[], float]:
         return training_step(model, new_optimizer(model), batch, self.args.bf16)
@@ -313,12 +340,12 @@ def bench_train_padding(ctx: Context) -> dict[str, Any]:
     results: dict[str, Any] = {}
     for index, seconds in enumerate(args.clip_seconds):
         clips = ctx.source.mixed_batch(seconds, args.batch_size, args.length_jitter)
-        labels = make_labels(args.batch_size, args, ctx.max_token_id, args.seed + index)
+        labels = ctx.labels(args.seed + index)
         short = {**ctx.short_batch(clips), **labels}
         grouped_clips = ctx.source.length_grouped_batch(seconds, args.batch_size, args.length_jitter)
         grouped = {**ctx.short_batch(grouped_clips), **labels}
         features_30s, mask_30s = stock_features(clips, ctx.extractor)
-        padded = {"input_features": features_30s, "attention_mask": mask_30s, **labels}
+        padded = {**ctx.on_device({"input_features": features_30s, "attention_mask": mask_30s}), **labels}
 
         def in_mode(mode: str, step: Callable[[], float]) -> Callable[[], float]:
             # One model instance serves both paths (same weights); `encode` reads the mode at call time.
@@ -363,7 +390,7 @@ def bench_heads(ctx: Context) -> dict[str, Any]:
     seconds = args.heads_clip_seconds
     source = {
         **ctx.short_batch(ctx.source.mixed_batch(seconds, args.batch_size, args.length_jitter)),
-        **make_labels(args.batch_size, args, ctx.max_token_id, args.seed + 100),
+        **ctx.labels(args.seed + 100),
     }
     target = ctx.short_batch(ctx.source.mixed_batch(seconds, args.batch_size, args.length_jitter))
     with_target = {
@@ -491,6 +518,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         # Plain transcript tokens sit below the special ones (<|endoftext|> is the first special id).
         ctx.max_token_id = int(min(full.config.vocab_size, full.config.pad_token_id or full.config.vocab_size))
         machine = machine_info(full)
+        machine["device"] = args.device
+        if torch.device(args.device).type == "cuda":
+            machine["cuda_device_name"] = torch.cuda.get_device_name(torch.device(args.device))
         machine["peak_memory_method"] = ctx.memory.method
         results: dict[str, Any] = {}
         machine["load_average_by_section"] = {}

@@ -67,7 +67,8 @@ def markdown_report(report: dict[str, Any]) -> str:
         "## Machine and load",
         "",
         f"- CPU: {machine['cpu_model']}, {machine['nproc']} cores available, torch threads {machine['torch_threads']}, "
-        f"OMP_WAIT_POLICY={machine['omp_wait_policy']}",
+        f"OMP_WAIT_POLICY={machine['omp_wait_policy']}; models and batches on `{machine.get('device', 'cpu')}`"
+        + (f" ({machine['cuda_device_name']})" if machine.get("cuda_device_name") else ""),
         f"- torch {machine['torch']}, transformers {machine['transformers']}, peft {machine['peft']}, "
         f"python {machine['python']}; attention `{machine['attn_implementation']}`, mkldnn {machine['mkldnn_enabled']}, "
         f"bf16 autocast {args['bf16']}, int8 rows {args.get('int8', False)}, LoRA merged for inference {args['merge_lora']}",

@@ -15,6 +15,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 import soundfile as sf
 
 BENCHMARKS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks")
@@ -133,6 +134,12 @@ def test_default_tiny_model_and_section_subset(benchmark_speed):
     assert report["arguments"]["merge_lora"] is False
     assert report["results"]["inference"]["0.5s"]["batch_1"]["clips_per_s"] > 0
     assert [target["status"] for target in report["targets"]] == ["n/a", "n/a"]  # measured at 0.5 s, targets at 4 s
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error of a machine without CUDA")
+def test_rejects_cuda_without_cuda(benchmark_speed):
+    with pytest.raises(ValueError, match="no usable CUDA"):
+        benchmark_speed.main(["--device", "cuda", "--sections", "inference"])
 
 
 def test_rejects_unknown_section(benchmark_speed):
