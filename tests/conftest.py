@@ -132,3 +132,13 @@ def clips(tmp_path_factory) -> list[str]:
         soundfile.write(path, audio.astype(np.float32), CLIP_RATE)
         paths.append(path)
     return paths
+
+
+def trained_looking_lora(model):
+    """LoRA B starts at zero (the update is a no-op); give every adapter a non-zero update, as training would."""
+    generator = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if "lora_B" in name:
+                parameter.copy_(0.05 * torch.randn(parameter.shape, generator=generator))
+    return model

@@ -13,6 +13,7 @@ from transformers.models.whisper.modeling_whisper import WhisperModel
 from modeling_ctrilora import ABLATION_PRESETS, CTriLoRAConfig, CTriLoRADecoder, CTriLoRAEncoder, WhisperForTriLoRA
 from modeling_ctrilora.losses import grl_coefficient
 from modeling_ctrilora.presets import PAPER_LOSS_TERMS
+from conftest import trained_looking_lora
 
 
 def batch_inputs(frames=(100, 60, 40), mel_bins=80, seed=0):
@@ -377,16 +378,6 @@ def test_config_rejects_bad_knobs():
         CTriLoRAConfig(pooled_normalization="layer")
     with pytest.raises(Exception, match="ser_class_weights"):
         CTriLoRAConfig(ser_class_weights=[1.0, 2.0])
-
-
-def trained_looking_lora(model):
-    """LoRA B starts at zero (the update is a no-op); give every adapter a non-zero update, as training would."""
-    generator = torch.Generator().manual_seed(3)
-    with torch.no_grad():
-        for name, parameter in model.named_parameters():
-            if "lora_B" in name:
-                parameter.copy_(0.05 * torch.randn(parameter.shape, generator=generator))
-    return model
 
 
 def test_merged_lora_gives_the_unmerged_outputs_and_restores_the_weights_exactly(make_model):

@@ -14,20 +14,15 @@ from transformers import AutoFeatureExtractor, pipeline
 from modeling_ctrilora import WhisperForTriLoRA
 from modeling_ctrilora.cli import main
 from modeling_ctrilora.quantization import is_quantized_for_inference, quantize_for_inference
+from conftest import trained_looking_lora
 
 QUANTIZED_LINEAR = torch.ao.nn.quantized.dynamic.Linear
 
 
 @pytest.fixture
 def trained_lora(checkpoint) -> WhisperForTriLoRA:
-    """The tiny checkpoint with non-zero LoRA B matrices (fresh adapters are zero, so merging would be invisible)."""
-    model = WhisperForTriLoRA.from_pretrained(checkpoint).eval()
-    generator = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for name, parameter in model.named_parameters():
-            if "lora_B" in name:
-                parameter.copy_(0.05 * torch.randn(parameter.shape, generator=generator))
-    return model
+    """The tiny checkpoint with non-zero LoRA updates (fresh adapters are zero, so merging would be invisible)."""
+    return trained_looking_lora(WhisperForTriLoRA.from_pretrained(checkpoint).eval())
 
 
 def features(model: WhisperForTriLoRA, batch: int = 3, frames: int = 80) -> dict[str, torch.Tensor]:
