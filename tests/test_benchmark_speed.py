@@ -94,8 +94,11 @@ def test_benchmark_writes_every_section(benchmark_speed, tiny_corpus, tmp_path):
         )
 
     heads = results["heads"]
-    for name in ("shared_head", "full", "full_with_target"):
+    for name in ("shared_head", "full", "full_with_target", "full_with_target_gradients"):
         _positive_timing(heads[name], 1)
+    assert heads["target_gradients_overhead_pct"] == pytest.approx(
+        100 * (heads["full_with_target_gradients"]["median_s"] / heads["full"]["median_s"] - 1)
+    )
     assert heads["router_heads_aux_overhead_pct"] == pytest.approx(
         100 * (heads["full"]["median_s"] / heads["shared_head"]["median_s"] - 1)
     )
