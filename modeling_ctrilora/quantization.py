@@ -1,15 +1,15 @@
-"""int8 CPU inference: a copy of a `WhisperForTriLoRA` with its LoRA merged and every linear layer int8-quantised.
+"""int8 CPU inference: a copy of a `WhisperForTriLoRA` with its LoRA merged and its Whisper projections int8-quantised.
 
 On CPUs without native bf16 (no AVX-512 BF16 / AMX, see `hardware`) bf16 autocast is slower than fp32, and fp32
 inference is bound by the fp32 matrix products (BENCHMARKS.md, "Speed"). Dynamic int8 quantisation (weights stored as
 int8 with one scale per output channel, activations quantised per batch on the fly; PyTorch's `quantize_dynamic`,
 as in PyTorch's "Dynamic Quantization on BERT" tutorial) runs those products with int8 kernels (FBGEMM on x86)
-instead. What it costs in accuracy is measured in BENCHMARKS.md ("int8 inference") on
-fine-tuned models with McNemar against fp32; the convolutions, layer norms, pooled-state statistics and the
+instead. What it costs in accuracy is measured in BENCHMARKS.md ("Speed", issue 16 re-measurement)
+on fine-tuned models with McNemar against fp32; the convolutions, layer norms, pooled-state statistics and the
 temperatures stay fp32, and so do the router and the heads.
 
-The copy is for inference only: it cannot be trained, and it is not meant to be saved (`save_pretrained` would
-write quantised tensors that `from_pretrained` does not read); keep the fp32 checkpoint and quantise after loading.
+The copy is for inference only: its parameters are frozen, and its `save_pretrained` raises (it would write quantised
+tensors that `from_pretrained` does not read); keep the fp32 checkpoint and quantise after loading.
 PyTorch marks `torch.ao.quantization` as deprecated in favour of torchao, whose int8 path had no fast CPU kernel
 for these shapes here (about 20× slower than fp32 on whisper-base, torchao 0.18), so the eager API is used while it
 exists and its absence is reported as an error.
@@ -29,7 +29,7 @@ import warnings
 import torch
 from peft.tuners.lora import LoraLayer
 
-# Marks a quantised copy (`is_quantized_for_inference`), so that callers can refuse to train or save it.
+# Marks a quantised copy (`is_quantized_for_inference`).
 QUANTIZED_ATTRIBUTE = "_ctrilora_int8_inference"
 
 
@@ -71,7 +71,14 @@ def quantize_for_inference(model: torch.nn.Module) -> torch.nn.Module:
     for parameter in quantized.parameters():
         parameter.requires_grad_(False)
     setattr(quantized, QUANTIZED_ATTRIBUTE, True)
+    quantized.save_pretrained = _refuse_to_save  # the instance's, not the class's: the fp32 model still saves
     return quantized
+
+
+def _refuse_to_save(*args, **kwargs) -> None:
+    raise TypeError(
+        "this is an int8 inference copy (quantize_for_inference); save the fp32 model it was made from instead"
+    )
 
 
 def is_quantized_for_inference(model: torch.nn.Module) -> bool:

@@ -81,6 +81,15 @@ def zero_lora(model: WhisperForTriLoRA):
                 parameters[name].copy_(value)
 
 
+def test_quantized_copy_refuses_to_be_saved_and_the_original_still_saves(trained_lora, tmp_path):
+    quantized = quantize_for_inference(trained_lora)
+    with pytest.raises(TypeError, match="save the fp32 model"):
+        quantized.save_pretrained(tmp_path / "int8")
+    assert not any(parameter.requires_grad for parameter in quantized.parameters())
+    trained_lora.save_pretrained(tmp_path / "fp32")
+    assert (tmp_path / "fp32" / "config.json").is_file()
+
+
 def test_quantize_refuses_training_mode(trained_lora):
     trained_lora.train()
     with pytest.raises(ValueError, match="model.eval"):
