@@ -54,6 +54,24 @@ def make_model(tiny_whisper_dir):
     return factory
 
 
+@pytest.fixture(scope="module")
+def screening_data():
+    """Synthetic cached states for `trainer.screening`: 3 layers × 32 dims, 3 classes visible in every layer, the
+    target splits shifted by 1.5 in every dimension (a pure domain shift), 4 source speakers."""
+    from trainer.screening import ScreeningData
+
+    rng = np.random.default_rng(0)
+    sizes = {"source_train": 64, "source_validation": 16, "source_test": 16, "target_adaptation": 24, "target_test": 24}
+    labels = {name: rng.integers(0, 3, size=n) for name, n in sizes.items()}
+    features = {}
+    for name, values in labels.items():
+        shift = 0.0 if name.startswith("source") else 1.5
+        states = rng.normal(size=(len(values), 3, 32)) + shift
+        states[np.arange(len(values)), :, values] += 2.0
+        features[name] = states.astype(np.float32)
+    return ScreeningData(features, labels, rng.integers(0, 4, size=64), rng.integers(-1, 4, size=64), ["a", "b", "c"], 4)
+
+
 # The emotion classes of the saved tiny checkpoint below.
 CHECKPOINT_EMOTIONS = ["neutral", "happy", "sad", "angry"]
 

@@ -1,31 +1,18 @@
-"""The screening loop on synthetic cached states: every registered recipe trains and reports its criteria."""
+"""The screening loop on synthetic cached states (`screening_data`, conftest): every registered recipe trains and
+reports its criteria."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from trainer.screening import RECIPES, ScreeningData, cross_corpus_recipe, sensitivity_grid, train_screening_run
-
-
-@pytest.fixture(scope="module")
-def data() -> ScreeningData:
-    rng = np.random.default_rng(0)
-    sizes = {"source_train": 64, "source_validation": 16, "source_test": 16, "target_adaptation": 24, "target_test": 24}
-    labels = {name: rng.integers(0, 3, size=n) for name, n in sizes.items()}
-    features = {}
-    for name, values in labels.items():
-        shift = 0.0 if name.startswith("source") else 1.5  # a domain shift
-        states = rng.normal(size=(len(values), 3, 32)) + shift
-        states[np.arange(len(values)), :, values] += 2.0  # the class is visible in every layer
-        features[name] = states.astype(np.float32)
-    return ScreeningData(features, labels, rng.integers(0, 4, size=64), rng.integers(-1, 4, size=64), ["a", "b", "c"], 4)
+from trainer.screening import RECIPES, cross_corpus_recipe, sensitivity_grid, train_screening_run
 
 
 @pytest.mark.parametrize("name", ["paper", "coral_only", "full", "full+im0.3", "full+confusion_adversary",
                                   "full+rank256-dsbn+uncertainty", "full+rank256-dsbn+ema"])
-def test_recipes_train_and_report_label_free_criteria(data, name):
-    result = train_screening_run(data, RECIPES[name], seed=0)
+def test_recipes_train_and_report_label_free_criteria(screening_data, name):
+    result = train_screening_run(screening_data, RECIPES[name], seed=0)
     for section in ("source_validation", "in_domain", "cross_corpus"):
         assert 0.0 <= result[section]["macro_f1"] <= 1.0
     assert np.isfinite(result["label_free"]["dev_risk"])
@@ -34,21 +21,21 @@ def test_recipes_train_and_report_label_free_criteria(data, name):
     assert (result["diagnostics"]["mean_gates"] is None) == (not RECIPES[name].router)
 
 
-def test_same_seed_same_numbers_and_the_sensitivity_grid(data):
-    first, second = (train_screening_run(data, cross_corpus_recipe(), seed=1) for _ in range(2))
+def test_same_seed_same_numbers_and_the_sensitivity_grid(screening_data):
+    first, second = (train_screening_run(screening_data, cross_corpus_recipe(), seed=1) for _ in range(2))
     assert first["cross_corpus"] == second["cross_corpus"] and first["label_free"] == second["label_free"]
     grid = sensitivity_grid()
     assert len(grid) == 9 and len({recipe.name for recipe in grid}) == 9
     assert {recipe.weights["coral"] for recipe in grid} == {0.1, 1.0, 10.0}
 
 
-def test_weight_averaging_and_uncertainty_weighting_change_the_trained_head(data):
+def test_weight_averaging_and_uncertainty_weighting_change_the_trained_head(screening_data):
     from dataclasses import replace
 
     base = replace(cross_corpus_recipe(), factor_rank=8)
-    plain = train_screening_run(data, base, seed=0)
+    plain = train_screening_run(screening_data, base, seed=0)
     for variant in (replace(base, ema_decay=0.9), replace(base, uncertainty_weighting=True)):
-        assert train_screening_run(data, variant, seed=0)["label_free"] != plain["label_free"]
+        assert train_screening_run(screening_data, variant, seed=0)["label_free"] != plain["label_free"]
 
 
 def test_the_default_full_preset_is_the_screening_row_it_was_chosen_from():

@@ -332,7 +332,7 @@ def train_screening_run(data: ScreeningData, recipe: Recipe, seed: int = 0) -> d
                 ema.update_parameters(head)
             for k in ("ser", "speaker", "adversary", "coral", "im", "mcc"):
                 if k in terms:
-                    log[k].append(float(terms[k]))
+                    log[k].append(float(terms[k].detach()))
             step += 1
     if ema is not None:
         # The averaged weights with the trained head's buffers (running statistics), as torch's SWA recipe.
