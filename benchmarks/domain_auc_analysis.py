@@ -20,7 +20,8 @@ On the frozen encoder's cached states (`trainer.screening`, the same cache as th
 3. `emotion_subspace`: the AUC in the (C − 1)-dimensional linear discriminant space of the source-train emotions;
 4. `rank_sweep`: screening runs of the default `full` recipe (`trainer.screening.DEFAULT_FULL_RECIPE`) with router
    rank r_f ∈ `--ranks`, joint or domain-specific normalisation: source-validation F1 (the selection criterion),
-   cross-corpus F1 (reported only) and the AUC of the trained z_emo;
+   cross-corpus F1 (reported only) and the AUC of the trained z_emo and of the emotion logits (E dimensions in
+   every model, so comparable across ranks);
 5. `screening_correlation` (with `--screening_jsonl`): Spearman's ρ between the z_emo AUC and the cross-corpus
    F1 over every (recipe, seed) row of committed screening files;
 6. `lora_runs` (with `--lora_results`): the same over LoRA runs' `evaluation/results.json` files (the runs whose
@@ -126,6 +127,7 @@ def rank_sweep(data: ScreeningData, ranks: list[int], seeds: list[int]) -> list[
                 "in_domain_f1": _mean_sd([r["in_domain"]["macro_f1"] for r in runs]),
                 "cross_corpus_f1": _mean_sd([r["cross_corpus"]["macro_f1"] for r in runs]),
                 "z_emo_domain_auc": _mean_sd([r["diagnostics"]["domain_auc_z_emo"] for r in runs]),
+                "logits_domain_auc": _mean_sd([r["diagnostics"]["domain_auc_logits"] for r in runs]),
             })
             logger.info("rank %d %s: val F1 %s, cross F1 %s, AUC %s", rank, normalization,
                         rows[-1]["source_validation_f1"], rows[-1]["cross_corpus_f1"], rows[-1]["z_emo_domain_auc"])
@@ -159,8 +161,9 @@ def lora_runs(paths: list[str]) -> dict:
         if auc is None:
             without.append(name)
             continue
-        rows.append({"run": name, "z_emo_domain_auc": auc, "in_domain_f1": results["in_domain"]["macro_f1"],
-                     "cross_corpus_f1": results["cross_corpus"]["macro_f1"]})
+        rows.append({"run": name, "z_emo_domain_auc": auc,
+                     "logits_domain_auc": results["diagnostics"].get("logits_domain_auc"),
+                     "in_domain_f1": results["in_domain"]["macro_f1"], "cross_corpus_f1": results["cross_corpus"]["macro_f1"]})
     found: dict = {"rows": rows, "without_diagnostic": without}
     if len(rows) >= 3:
         rho, p = spearmanr([r["z_emo_domain_auc"] for r in rows], [r["cross_corpus_f1"] for r in rows])
@@ -182,10 +185,11 @@ def write_report(results: dict, path: Path) -> None:
     lines += ["", f"Emotion discriminant space of the source-train labels ({emotion['dimensions']} dimensions): "
               f"AUC {emotion['auc']:.3f}.", "",
               f"## Router rank × normalisation (screening of `{DEFAULT_FULL_RECIPE}`)", "",
-              "| rank | normalisation | source-val F1 | in-domain F1 | cross-corpus F1 | z_emo AUC |", "|---|---|---|---|---|---|"]
+              "| rank | normalisation | source-val F1 | in-domain F1 | cross-corpus F1 | z_emo AUC | logits AUC |",
+              "|---|---|---|---|---|---|---|"]
     lines += [f"| {row['factor_rank']} | {row['normalization']} | {cell(row['source_validation_f1'])} | "
-              f"{cell(row['in_domain_f1'])} | {cell(row['cross_corpus_f1'])} | {cell(row['z_emo_domain_auc'])} |"
-              for row in results["rank_sweep"]]
+              f"{cell(row['in_domain_f1'])} | {cell(row['cross_corpus_f1'])} | {cell(row['z_emo_domain_auc'])} | "
+              f"{cell(row['logits_domain_auc'])} |" for row in results["rank_sweep"]]
     if "screening_correlation" in results:
         c = results["screening_correlation"]
         lines += ["", f"## Over {c['rows']} screening rows ({', '.join(results['screening_files'])})", "",
@@ -195,8 +199,10 @@ def write_report(results: dict, path: Path) -> None:
     if "lora_runs" in results:
         lora = results["lora_runs"]
         lines += ["", "## LoRA runs (their `results.json`)", "",
-                  "| run | z_emo AUC | in-domain F1 | cross-corpus F1 |", "|---|---|---|---|"]
-        lines += [f"| {r['run']} | {r['z_emo_domain_auc']:.3f} | {r['in_domain_f1']:.3f} | {r['cross_corpus_f1']:.3f} |"
+                  "| run | z_emo AUC | logits AUC | in-domain F1 | cross-corpus F1 |", "|---|---|---|---|---|"]
+        lines += [f"| {r['run']} | {r['z_emo_domain_auc']:.3f} | "
+                  f"{'—' if r['logits_domain_auc'] is None else format(r['logits_domain_auc'], '.3f')} | "
+                  f"{r['in_domain_f1']:.3f} | {r['cross_corpus_f1']:.3f} |"
                   for r in sorted(lora["rows"], key=lambda r: r["z_emo_domain_auc"])]
         if "rho_auc_cross_f1" in lora:
             lines += ["", f"Spearman ρ(AUC, cross-corpus F1) over these runs = {lora['rho_auc_cross_f1']:.3f} "

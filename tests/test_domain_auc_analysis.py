@@ -39,7 +39,7 @@ def test_projection_emotion_subspace_and_rank_sweep_report_every_setting(analysi
     assert emotion["dimensions"] == 2 and 0.0 <= emotion["auc"] <= 1.0  # C − 1 discriminants for 3 classes
     rows = analysis.rank_sweep(screening_data, [4], [0])
     assert [(row["factor_rank"], row["normalization"]) for row in rows] == [(4, "joint"), (4, "domain_specific")]
-    assert all(0.0 <= row["z_emo_domain_auc"][0] <= 1.0 for row in rows)
+    assert all(0.0 <= row[key][0] <= 1.0 for row in rows for key in ("z_emo_domain_auc", "logits_domain_auc"))
 
 
 def test_screening_correlation_reads_jsonl_rows_and_refuses_too_few(analysis, tmp_path):
@@ -73,8 +73,9 @@ def test_report_has_every_section(analysis, screening_data, tmp_path):
                "projection": analysis.projection_auc(screening_data, [2], [0]),
                "emotion_subspace": analysis.emotion_subspace_auc(screening_data),
                "rank_sweep": analysis.rank_sweep(screening_data, [4], [0]),
-               "lora_runs": {"rows": [{"run": "full/seed-0", "z_emo_domain_auc": 1.0, "in_domain_f1": 0.8,
-                                       "cross_corpus_f1": 0.5}], "without_diagnostic": ["old/seed-0"]}}
+               "lora_runs": {"rows": [{"run": "full/seed-0", "z_emo_domain_auc": 1.0, "logits_domain_auc": None,
+                                       "in_domain_f1": 0.8, "cross_corpus_f1": 0.5}],
+                             "without_diagnostic": ["old/seed-0"]}}
     analysis.write_report(results, tmp_path / "report.md")
     text = (tmp_path / "report.md").read_text()
     for heading in ("Frozen encoder states", "Random projections", "Emotion discriminant space", "Router rank",

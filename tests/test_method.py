@@ -156,6 +156,23 @@ def test_diagnostics_helpers():
     assert training_diagnostics(history) == {"gate_emo": {"value": 0.5, "step": 20}}
 
 
+def test_diagnostics_section_reports_the_domain_auc_of_z_emo_and_of_the_logits():
+    from trainer.evaluation.diagnostics import diagnostics_section
+    from trainer.evaluation.evaluate import Predictions
+
+    rng = np.random.default_rng(0)
+
+    def split(shift: float) -> Predictions:
+        # z_emo carries the domain (shifted), the logits do not.
+        return Predictions(logits=rng.normal(size=(30, 3)), labels=np.zeros(30, dtype=int),
+                           z_emo=rng.normal(size=(30, 8)) + shift, clip_ids=[str(i) for i in range(30)])
+
+    section = diagnostics_section({"source_test": split(0.0), "target_test": split(3.0)}, ["a", "b", "c"])
+    assert section["z_emo_domain_auc"] > 0.95
+    assert section["logits_domain_auc"] < 0.8
+    assert abs(sum(section["target_prediction_histogram"].values()) - 1.0) < 1e-3
+
+
 def test_training_diagnostics_plot(tmp_path):
     from trainer.evaluation.plots import plot_training_diagnostics
 

@@ -387,6 +387,7 @@ def _evaluate(head: ScreeningHead, data: ScreeningData, tensors: Mapping[str, to
     gates = outputs["source_test"]["gates"]
     results["diagnostics"] = {
         "domain_auc_z_emo": domain_auc(outputs["source_test"]["z_emo"].numpy(), outputs["target_test"]["z_emo"].numpy(), seed),
+        "domain_auc_logits": domain_auc(outputs["source_test"]["logits"].numpy(), outputs["target_test"]["logits"].numpy(), seed),
         "discriminator_auc_validation": iw["discriminator_auc"],
         "mean_gates": None if gates is None else [round(float(v), 4) for v in gates.mean(0)],
         "adversary_accuracy_last_epoch": _tail_mean(log["adv_acc"]),

@@ -4,6 +4,10 @@ What the cross-corpus method is meant to do, measured without target labels exce
 
 - `z_emo_domain_auc`: out-of-fold ROC AUC of a linear source-vs-target classifier on z_emo of the held-out source
   test and target test clips (0.5: the domains are indistinguishable in z_emo; the alignment terms aim there).
+- `logits_domain_auc`: the same classifier on the emotion logits, the E-dimensional space the emotion decision is
+  read from. The z_emo AUC grows with z_emo's dimension whatever the training did (a random 256-d projection of
+  the frozen states already reaches ≈ 0.99: `benchmarks/domain_auc_analysis.py`), so it cannot compare a rank-16
+  z_emo with a full-rank one; the logits have E dimensions in every model.
 - `mean_gates`: the router's mean gate per factor (lex, emo, spk) on the source and target test clips.
 - `target_prediction_histogram`: the share of target test clips predicted as each class (a collapse onto a few
   classes shows here without labels).
@@ -99,6 +103,7 @@ def diagnostics_section(
     source, target = predictions["source_test"], predictions["target_test"]
     section: dict[str, Any] = {
         "z_emo_domain_auc": round(domain_auc(source.z_emo, target.z_emo, seed=seed), 4),
+        "logits_domain_auc": round(domain_auc(source.logits, target.logits, seed=seed), 4),
         "target_prediction_histogram": prediction_histogram(target.logits, classes),
     }
     gates = {

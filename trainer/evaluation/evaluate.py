@@ -302,6 +302,9 @@ def render_report(results: Mapping[str, Any]) -> str:
     if "z_emo_domain_auc" in diagnostics:
         diagnostic_lines.append(f"- z_emo domain AUC (source test vs target test, out-of-fold linear classifier; 0.5 = "
                                 f"aligned): {diagnostics['z_emo_domain_auc']:.3f}")
+    if "logits_domain_auc" in diagnostics:
+        diagnostic_lines.append(f"- emotion-logit domain AUC (the same classifier on the E-dimensional logits the "
+                                f"decision is read from): {diagnostics['logits_domain_auc']:.3f}")
     if "target_prediction_histogram" in diagnostics:
         diagnostic_lines.append("- target test predictions per class: " + ", ".join(
             f"{name} {share:.2f}" for name, share in diagnostics["target_prediction_histogram"].items()))
