@@ -44,26 +44,30 @@ from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
 from transformers import HfArgumentParser
 
 from trainer.evaluation.diagnostics import domain_auc
-from trainer.run import DataArguments, prepare_data
-from trainer.screening import DEFAULT_FULL_RECIPE, RECIPES, ScreeningData, load_screening_data, train_screening_run
+from trainer.run import DataArguments
+from trainer.screening import (
+    DEFAULT_FULL_RECIPE,
+    RECIPES,
+    CachedStatesArguments,
+    ScreeningData,
+    load_cached_states,
+    train_screening_run,
+)
 
 logger = logging.getLogger("domain_auc_analysis")
 
 
-@dataclass
-class AnalysisArguments:
-    """The model, the seeds and where to write; the corpora and every data option come from `DataArguments`."""
+@dataclass(kw_only=True)
+class AnalysisArguments(CachedStatesArguments):
+    """The seeds, the settings of each section and where to write; the encoder and the splits: `CachedStatesArguments`."""
 
-    base_model: str = field(metadata={"help": "Whisper checkpoint folder or Hub id (its frozen encoder is cached)."})
     output_dir: str = field(metadata={"help": "results.json and report.md are written here."})
-    split_seed: int = field(default=0, metadata={"help": "Seed of the splits (as the screening and the LoRA runs)."})
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2], metadata={"help": "Seeds of projections and runs."})
     dimensions: list[int] = field(default_factory=lambda: [2, 4, 8, 16, 32, 64, 128, 256, 512],
                                   metadata={"help": "Random-projection sizes."})
     ranks: list[int] = field(default_factory=lambda: [16, 32, 64, 256], metadata={"help": "Router ranks of the sweep."})
     screening_jsonl: list[str] = field(default_factory=list, metadata={"help": "Screening files for the correlation."})
     lora_results: list[str] = field(default_factory=list, metadata={"help": "LoRA runs' evaluation/results.json files."})
-    run_dir: str = field(default="runs/screening", metadata={"help": "where the splits and the state cache are written"})
 
 
 def _standardise(features: np.ndarray, reference: np.ndarray) -> np.ndarray:
@@ -216,7 +220,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = HfArgumentParser((AnalysisArguments, DataArguments))
     args, data_args = parser.parse_args_into_dataclasses(args=sys.argv[1:] if argv is None else argv)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
-    data = load_screening_data(prepare_data(data_args, args.base_model, args.run_dir, args.split_seed), args.base_model)
+    data = load_cached_states(args, data_args)
     results: dict = {
         "pair": f"{Path(data_args.source).name} → {Path(data_args.target).name}",
         "split_seed": args.split_seed, "seeds": args.seeds,

@@ -26,19 +26,17 @@ from pathlib import Path
 import numpy as np
 from transformers import HfArgumentParser
 
-from trainer.run import DataArguments, prepare_data
-from trainer.screening import RECIPES, Recipe, load_screening_data, sensitivity_grid, train_screening_run
+from trainer.run import DataArguments
+from trainer.screening import RECIPES, CachedStatesArguments, Recipe, load_cached_states, sensitivity_grid, train_screening_run
 
 logger = logging.getLogger("screen_recipes")
 
 
-@dataclass
-class ScreeningArguments:
-    """What to screen and where to write it; the corpora and every data option come from `DataArguments`."""
+@dataclass(kw_only=True)
+class ScreeningArguments(CachedStatesArguments):
+    """What to screen and where to write it; the encoder and the splits: `CachedStatesArguments`."""
 
-    base_model: str = field(metadata={"help": "Whisper checkpoint folder or Hub id (its frozen encoder is cached)."})
     output: str = field(metadata={"help": "JSON-lines file; each finished (recipe, seed) is appended, a re-run skips it."})
-    split_seed: int = field(default=0, metadata={"help": "Seed of the splits (the LoRA run with this seed sees the same clips)."})
     seeds: list[int] = field(default_factory=lambda: [0], metadata={"help": "Seeds of the heads."})
     recipes: list[str] = field(default_factory=lambda: list(RECIPES), metadata={"help": f"any of {', '.join(RECIPES)}"})
     sensitivity: bool = field(default=False, metadata={"help": "add the λ_CORAL × λ_adversary grid"})
@@ -48,7 +46,6 @@ class ScreeningArguments:
     )
     learning_rate_scale: float = field(default=1.0, metadata={"help": "multiply every recipe's learning rate"})
     tag: str = field(default="", metadata={"help": "appended to every recipe name in the output (e.g. the optimisation setting)"})
-    run_dir: str = field(default="runs/screening", metadata={"help": "where the splits and the state cache are written"})
     markdown: str | None = field(default=None, metadata={"help": "also write the mean ± sd table over everything in --output here"})
 
 
@@ -59,8 +56,7 @@ def main(argv: list[str] | None = None) -> None:
     unknown = [name for name in [*args.recipes, *([args.sensitivity_base] if args.sensitivity else [])] if name not in RECIPES]
     if unknown:
         parser.error(f"unknown recipes {unknown}; expected names from {', '.join(RECIPES)}")
-    data = prepare_data(data_args, args.base_model, args.run_dir, args.split_seed)
-    screening = load_screening_data(data, args.base_model)
+    screening = load_cached_states(args, data_args)
     recipes: list[Recipe] = [RECIPES[name] for name in args.recipes]
     if args.sensitivity:
         recipes.extend(sensitivity_grid(RECIPES[args.sensitivity_base]))

@@ -3,6 +3,7 @@ built offline (no Hub, no ../shared)."""
 
 from __future__ import annotations
 
+import importlib
 import sys
 from pathlib import Path
 
@@ -52,6 +53,18 @@ def make_model(tiny_whisper_dir):
         ).eval()
 
     return factory
+
+
+@pytest.fixture(scope="module")
+def benchmark_script(request):
+    """The module of `benchmarks/<BENCHMARK_SCRIPT>.py` (a constant of the test module), imported as when run as a
+    script: its folder first on sys.path, for the modules beside it."""
+    folder = str(REPO / "benchmarks")
+    sys.path.insert(0, folder)
+    try:
+        yield importlib.import_module(request.module.BENCHMARK_SCRIPT)
+    finally:
+        sys.path.remove(folder)
 
 
 @pytest.fixture(scope="module")

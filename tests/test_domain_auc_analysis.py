@@ -3,23 +3,16 @@ domains): what each section computes, and the script end to end on its functions
 
 from __future__ import annotations
 
-import importlib
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
-BENCHMARKS = str(Path(__file__).resolve().parents[1] / "benchmarks")
+BENCHMARK_SCRIPT = "domain_auc_analysis"
 
 
 @pytest.fixture(scope="module")
-def analysis():
-    sys.path.insert(0, BENCHMARKS)
-    try:
-        yield importlib.import_module("domain_auc_analysis")
-    finally:
-        sys.path.remove(BENCHMARKS)
+def analysis(benchmark_script):
+    return benchmark_script
 
 
 def test_per_domain_statistics_remove_the_mean_shift_that_joint_statistics_leave(analysis, screening_data):

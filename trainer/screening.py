@@ -179,6 +179,25 @@ class ScreeningHead(nn.Module):
         }
 
 
+@dataclass(kw_only=True)
+class CachedStatesArguments:
+    """Command-line arguments of a script on cached frozen-encoder states (`benchmarks/screen_recipes.py`,
+    `benchmarks/domain_auc_analysis.py`): the encoder and the splits. The corpora and every data option come from
+    `trainer.run.DataArguments`; `load_cached_states` turns the two into `ScreeningData`."""
+
+    base_model: str = field(metadata={"help": "Whisper checkpoint folder or Hub id (its frozen encoder is cached)."})
+    split_seed: int = field(default=0, metadata={"help": "Seed of the splits (the LoRA run with this seed sees the same clips)."})
+    run_dir: str = field(default="runs/screening", metadata={"help": "where the splits and the state cache are written"})
+
+
+def load_cached_states(args: CachedStatesArguments, data_args: Any) -> "ScreeningData":
+    """The splits of `data_args` with `args.split_seed` (written to `args.run_dir`, as `prepare_data` does for a LoRA
+    run) and the frozen encoder's per-layer pooled states of every split."""
+    from .run import prepare_data
+
+    return load_screening_data(prepare_data(data_args, args.base_model, args.run_dir, args.split_seed), args.base_model)
+
+
 @dataclass
 class ScreeningData:
     """Cached frozen-encoder states and labels of one corpus pair's splits (see `load_screening_data`)."""
