@@ -486,6 +486,9 @@ def _option_chain() -> list[Recipe]:
         _named(full, "full+rank256-dsbn-adversary", {"adversary": 0.0}, factor_rank=256, normalization="joint"),
         _named(full, "full+rank256-dsbn+paper_coral", {"coral": 0.1}, factor_rank=256, normalization="joint",
                coral_input="gated_z_emo", coral_covariance="batch"),
+        # Part 3 of the method study: the rank-16 DSBN stream (a z_emo whose domain AUC is below the paper's) with
+        # the paper's CORAL, everything else as the part-2 default.
+        _named(full, "full+paper_coral", {"coral": 0.1}, coral_input="gated_z_emo", coral_covariance="batch"),
         _named(paper, "paper+paper_optimizer", learning_rate=1e-4, weight_decay=0.01, warmup_ratio=0.1),
         _named(full, "full+paper_optimizer", learning_rate=1e-4, weight_decay=0.01, warmup_ratio=0.1),
     ]
