@@ -212,7 +212,8 @@ def write_report(results: dict, path: Path) -> None:
             lines += ["", f"Spearman ρ(AUC, cross-corpus F1) over these runs = {lora['rho_auc_cross_f1']:.3f} "
                           f"(p = {lora['p_auc_cross_f1']:.2g})."]
         if lora["without_diagnostic"]:
-            lines += ["", "Not recording the diagnostic (trained before it existed): " + ", ".join(lora["without_diagnostic"]) + "."]
+            lines += ["", "No `z_emo_domain_auc` in their results.json (runs older than the diagnostic; the frozen probe does "
+                          "not compute it): " + ", ".join(lora["without_diagnostic"]) + "."]
     path.write_text("\n".join(lines) + "\n")
 
 

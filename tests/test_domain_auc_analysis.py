@@ -72,5 +72,5 @@ def test_report_has_every_section(analysis, screening_data, tmp_path):
     analysis.write_report(results, tmp_path / "report.md")
     text = (tmp_path / "report.md").read_text()
     for heading in ("Frozen encoder states", "Random projections", "Emotion discriminant space", "Router rank",
-                    "LoRA runs", "Not recording the diagnostic"):
+                    "LoRA runs", "No `z_emo_domain_auc`"):
         assert heading in text
