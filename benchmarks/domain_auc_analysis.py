@@ -5,7 +5,7 @@
         --source ../shared/data/ravdess --target ../shared/data/urdu --source_language en --target_language ur \\
         --target_split stratified --source_split speaker_independent --on_bad_audio skip --split_seed 0 \\
         --seeds 0 1 2 --run_dir runs/screening/urdu --output_dir benchmarks/method_study/domain_auc/urdu \\
-        --screening_jsonl benchmarks/method_study/screening/urdu.jsonl benchmarks/method_study/screening/urdu-v2.jsonl \
+        --screening_jsonl benchmarks/method_study/screening/urdu.jsonl benchmarks/method_study/screening/urdu-v2.jsonl \\
         --lora_results benchmarks/method_study/urdu/*/seed-*/evaluation/results.json
 
 `diagnostics.domain_auc` (the number `results.json` reports as `z_emo_domain_auc`) is the out-of-fold AUC of a
