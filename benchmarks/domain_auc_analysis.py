@@ -74,6 +74,14 @@ def _standardise(features: np.ndarray, reference: np.ndarray) -> np.ndarray:
     return (features - reference.mean(0)) / (reference.std(0) + 1e-8)
 
 
+def _per_domain_standardised(data: ScreeningData) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """All-layer mean states of source train, source test and target test: the source splits on the source-train
+    statistics, the target test on the target-adaptation statistics (DSBN / AdaBN)."""
+    train, adaptation = data.features["source_train"].mean(1), data.features["target_adaptation"].mean(1)
+    return (_standardise(train, train), _standardise(data.features["source_test"].mean(1), train),
+            _standardise(data.features["target_test"].mean(1), adaptation))
+
+
 def _mean_sd(values: list[float]) -> list[float]:
     return [round(float(np.mean(values)), 4), round(float(np.std(values)), 4)]
 
@@ -93,8 +101,7 @@ def frozen_state_auc(data: ScreeningData, seed: int = 0) -> dict[str, float]:
 
 def projection_auc(data: ScreeningData, dimensions: list[int], seeds: list[int]) -> dict[str, list[float]]:
     """AUC of random Gaussian projections of the per-domain standardised all-layer states, mean ± sd over seeds."""
-    source = _standardise(data.features["source_test"].mean(1), data.features["source_train"].mean(1))
-    target = _standardise(data.features["target_test"].mean(1), data.features["target_adaptation"].mean(1))
+    _, source, target = _per_domain_standardised(data)
     found = {}
     for k in dimensions:
         values = []
@@ -107,12 +114,11 @@ def projection_auc(data: ScreeningData, dimensions: list[int], seeds: list[int])
 
 def emotion_subspace_auc(data: ScreeningData, seed: int = 0) -> dict[str, float]:
     """AUC in the linear discriminant space of the source-train emotions (C − 1 dimensions)."""
-    train = _standardise(data.features["source_train"].mean(1), data.features["source_train"].mean(1))
+    train, source, target = _per_domain_standardised(data)
     labels = data.labels["source_train"]
     keep = labels >= 0
     lda = LinearDiscriminantAnalysis().fit(train[keep], labels[keep])
-    source = lda.transform(_standardise(data.features["source_test"].mean(1), data.features["source_train"].mean(1)))
-    target = lda.transform(_standardise(data.features["target_test"].mean(1), data.features["target_adaptation"].mean(1)))
+    source, target = lda.transform(source), lda.transform(target)
     return {"dimensions": int(source.shape[1]), "auc": round(domain_auc(source, target, seed), 4)}
 
 
